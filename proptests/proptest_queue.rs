@@ -1,0 +1,1 @@
+//! Model-based tests of `Queue` (to be written).

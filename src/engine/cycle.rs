@@ -1,0 +1,171 @@
+//! One processing cycle of one partition, on the pool: take the partition's contents, sort,
+//! cut into batches, call the processor on each in order, isolate failures, account for
+//! every item.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::Core;
+use crate::options::{BatchSize, RuntimeOptions};
+use crate::partition::{Cycle, Store};
+use crate::telemetry::{self, Event, FailureReason};
+
+/// Runs `cycle` on `partition`, then frees the partition for the next one.
+pub(super) fn run<S: Store>(
+    core: &Arc<Core<S>>,
+    partition: usize,
+    cycle: &Arc<Cycle>,
+    runtime: RuntimeOptions,
+) {
+    // Everything user code can panic in (processor, sort key, an item's `Drop`) is caught
+    // closer to the call; this outer catch keeps a bug of ours from aborting the process
+    // through rayon, and the partition is freed either way.
+    let _ = catch_unwind(AssertUnwindSafe(|| process(core, partition, cycle, runtime)));
+    core.finish(partition, cycle);
+}
+
+fn process<S: Store>(
+    core: &Arc<Core<S>>,
+    partition: usize,
+    cycle: &Arc<Cycle>,
+    runtime: RuntimeOptions,
+) {
+    let part = &core.partitions[partition];
+    let mut items = Vec::new();
+    let taken = if cycle.last {
+        part.store.close_for_good(&mut items)
+    } else if part.store.is_empty() {
+        0
+    } else {
+        part.store.take(&mut items)
+    };
+    if core.capacity.is_some() {
+        part.release(taken);
+    }
+    core.report_rejected(partition);
+    if taken == 0 {
+        return;
+    }
+    let telemetry = &core.telemetry;
+    telemetry.taken(taken);
+    cycle.lock().remaining = taken;
+    // Relaxed: a statistic.
+    telemetry
+        .ticks
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    telemetry.emit(Event::ProcessingStart(telemetry::ProcessingStart {
+        buffer: core.name(),
+        partition,
+        system_time: SystemTime::now(),
+        monotonic_time: cycle.started,
+    }));
+
+    if let Some(sort) = &core.sorter {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| sort(&mut items))) {
+            // `sort_by_key` leaves the vector a permutation of its items even when the key
+            // panics, so nothing is lost: they are processed unsorted, and the panic reported.
+            report_panic(core, partition, cycle.started, &panic);
+        }
+    }
+
+    let batch_size = match runtime.processing_batch_size {
+        BatchSize::Items(n) => n,
+        BatchSize::Table => usize::MAX,
+    };
+    let mut rest = items.into_iter();
+    while rest.len() > 0 {
+        let len = batch_size.min(rest.len());
+        let batch: Vec<S::Out> = if len == rest.len() {
+            rest.by_ref().collect()
+        } else {
+            rest.by_ref().take(len).collect()
+        };
+        if cycle.lock().timed_out {
+            // Counted failed by the watchdog already; dropped below with the rest.
+            drop_quietly(batch);
+            break;
+        }
+        // Relaxed: a statistic.
+        telemetry
+            .batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let call_started = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| core.processor.process(batch)));
+        let mut state = cycle.lock();
+        if state.timed_out {
+            break;
+        }
+        state.remaining -= len;
+        drop(state);
+        match outcome {
+            Ok(Ok(())) => telemetry.settled(len, true),
+            Ok(Err(text)) => {
+                telemetry.settled(len, false);
+                failed(core, partition, &FailureReason::Error(text));
+            }
+            Err(panic) => {
+                telemetry.settled(len, false);
+                let reason = report_panic(core, partition, call_started, &panic);
+                failed(core, partition, &reason);
+                drop_quietly(panic);
+            }
+        }
+    }
+    drop_quietly(rest);
+    telemetry.emit(Event::ProcessingStop(telemetry::ProcessingStop {
+        buffer: core.name(),
+        partition,
+        duration: cycle.started.elapsed(),
+        monotonic_time: Instant::now(),
+        size: taken,
+    }));
+}
+
+/// Emits `ProcessingException` for a caught panic; returns its reason.
+fn report_panic<S: Store>(
+    core: &Core<S>,
+    partition: usize,
+    since: Instant,
+    panic: &Box<dyn Any + Send>,
+) -> FailureReason {
+    let reason = FailureReason::Panic(panic_message(panic));
+    core.telemetry
+        .emit(Event::ProcessingException(telemetry::ProcessingException {
+            buffer: core.name(),
+            partition,
+            duration: since.elapsed(),
+            monotonic_time: Instant::now(),
+            kind: "panic",
+            reason: &reason,
+            backtrace: None,
+        }));
+    reason
+}
+
+fn failed<S: Store>(core: &Core<S>, partition: usize, reason: &FailureReason) {
+    core.telemetry
+        .emit(Event::ProcessingFailed(telemetry::ProcessingFailed {
+            buffer: core.name(),
+            partition,
+            system_time: SystemTime::now(),
+            reason,
+        }));
+}
+
+/// The text of a panic payload: `panic!` gives a `&str` or a `String`.
+fn panic_message(panic: &Box<dyn Any + Send>) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}
+
+/// Drops user values (items, a panic payload) whose `Drop` may itself panic.
+fn drop_quietly<V>(value: V) {
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(value)));
+}

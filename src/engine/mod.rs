@@ -1,0 +1,413 @@
+//! The engine: the [`Core`] every buffer handle wraps (partitions, options, processor,
+//! telemetry), the scheduler that ticks all buffers, and the processing cycle.
+
+mod cycle;
+pub(crate) mod scheduler;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Instant, SystemTime};
+
+use crate::options::{Error, OptionsUpdate, Resolved, RuntimeOptions};
+use crate::partition::{Cycle, CycleState, Partition, Store};
+use crate::processor::Processor;
+use crate::telemetry::{self, Event, FailureReason, Stats, StopReason, Telemetry};
+use scheduler::{Engine, Scheduled, TimerKind};
+
+/// Sorts a partition's drained items before batching.
+pub(crate) type Sorter<O> = Box<dyn Fn(&mut Vec<O>) + Send + Sync>;
+
+/// Everything a buffer is, shared by its handles, the scheduler (weakly) and running cycles.
+pub(crate) struct Core<S: Store> {
+    pub(crate) partitions: Box<[Partition<S>]>,
+    pub(crate) telemetry: Telemetry,
+    pub(crate) capacity: Option<usize>,
+    /// `drain_threshold`, 0 when off; read by writers when their partition grows.
+    drain_threshold: AtomicUsize,
+    runtime: Mutex<RuntimeOptions>,
+    processor: Box<dyn Processor<Vec<S::Out>>>,
+    sorter: Option<Sorter<S::Out>>,
+    pool: Arc<rayon::ThreadPool>,
+    engine: &'static Engine,
+    /// The scheduler's id for this buffer; set once right after registration.
+    engine_id: AtomicU64,
+    stopped: AtomicBool,
+    stop_done: Mutex<bool>,
+    stop_finished: Condvar,
+    /// Cycles given up on for `processing_timeout`, ever.
+    timeouts: AtomicU64,
+    started: Instant,
+}
+
+impl<S: Store> Core<S> {
+    /// Builds the core, emits `PartitionStart` for every partition and registers it with the
+    /// scheduler.
+    pub(crate) fn start(
+        options: Resolved,
+        stores: impl FnMut(usize) -> S,
+        processor: Box<dyn Processor<Vec<S::Out>>>,
+        sorter: Option<Sorter<S::Out>>,
+    ) -> Result<Arc<Self>, Error> {
+        let pool = match options.thread_pool {
+            Some(pool) => pool,
+            None => scheduler::default_pool()?,
+        };
+        let engine = Engine::global()?;
+        let runtime = options.runtime;
+        let core = Arc::new(Core {
+            partitions: (0..options.partitions)
+                .map(stores)
+                .map(Partition::new)
+                .collect(),
+            telemetry: Telemetry::new(options.name, options.observers),
+            capacity: options.capacity,
+            drain_threshold: AtomicUsize::new(runtime.drain_threshold.unwrap_or(0)),
+            runtime: Mutex::new(runtime),
+            processor,
+            sorter,
+            pool,
+            engine,
+            engine_id: AtomicU64::new(u64::MAX),
+            stopped: AtomicBool::new(false),
+            stop_done: Mutex::new(false),
+            stop_finished: Condvar::new(),
+            timeouts: AtomicU64::new(0),
+            started: Instant::now(),
+        });
+        for partition in 0..core.partitions.len() {
+            core.telemetry
+                .emit(Event::PartitionStart(telemetry::PartitionStart {
+                    buffer: core.name(),
+                    partition,
+                    system_time: SystemTime::now(),
+                }));
+        }
+        let now = Instant::now();
+        let weak: Weak<dyn Scheduled> = Arc::downgrade(&core) as Weak<dyn Scheduled>;
+        let id = engine.register(
+            weak,
+            now + runtime.processing_interval,
+            runtime.drain_threshold.map(|_| now + runtime.drain_check_interval),
+        );
+        // Relaxed: read only by the scheduler and cycles, which the registration's mutex
+        // orders after this store... except a timer firing before it: such a timer uses
+        // `u64::MAX`, which names no buffer, and is lost harmlessly (ticks are periodic).
+        core.engine_id.store(id, Ordering::Relaxed);
+        Ok(core)
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.telemetry.name
+    }
+
+    fn id(&self) -> u64 {
+        // Relaxed: see `start`.
+        self.engine_id.load(Ordering::Relaxed)
+    }
+
+    fn runtime(&self) -> RuntimeOptions {
+        *self.runtime.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        // Acquire: pairs with the SeqCst swap in `stop`; only consulted on refusal paths.
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Items (or keys) buffered and not yet taken by a tick.
+    pub(crate) fn len(&self) -> usize {
+        self.partitions.iter().map(|p| p.store.len()).sum()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.partitions.iter().all(|p| p.store.is_empty())
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        self.telemetry.stats(self.len())
+    }
+
+    /// A write was refused for capacity.
+    pub(crate) fn rejected(&self, partition: usize, n: usize) {
+        // Relaxed: a statistic.
+        self.telemetry
+            .rejected
+            .fetch_add(n as u64, Ordering::Relaxed);
+        self.partitions[partition].count_rejected(n as u64);
+    }
+
+    /// A write made `partition` grow: if it now holds `drain_threshold` items, ask the
+    /// scheduler for an early drain. Off the per-item path: called once per storage block.
+    pub(crate) fn grew(&self, partition: usize) {
+        // Relaxed: a trigger; a stale value delays the drain to the next periodic check.
+        let threshold = self.drain_threshold.load(Ordering::Relaxed);
+        let part = &self.partitions[partition];
+        if threshold > 0 && part.store.len() >= threshold && part.request_drain() {
+            self.engine
+                .at(self.id(), Instant::now(), TimerKind::Drain(partition));
+        }
+    }
+
+    pub(crate) fn update_options(&self, update: &OptionsUpdate) -> Result<(), Error> {
+        let mut runtime = self.runtime.lock().unwrap_or_else(|p| p.into_inner());
+        let new = runtime.updated(update)?;
+        *runtime = new;
+        drop(runtime);
+        // Relaxed: see `grew`.
+        self.drain_threshold
+            .store(new.drain_threshold.unwrap_or(0), Ordering::Relaxed);
+        if update.processing_interval.is_some()
+            || update.drain_check_interval.is_some()
+            || update.drain_threshold.is_some()
+        {
+            let now = Instant::now();
+            self.engine.reschedule(
+                self.id(),
+                now + new.processing_interval,
+                new.drain_threshold.map(|_| now + new.drain_check_interval),
+            );
+        }
+        Ok(())
+    }
+
+    /// Starts a cycle on `partition` now, or right after the one in flight. Returns the `seq`
+    /// of the cycle that will take what the partition holds now, or `None` when there is
+    /// nothing to take (an idle, empty partition; or a closed one).
+    fn request_cycle(self: &Arc<Self>, partition: usize, even_if_empty: bool) -> Option<u64> {
+        let part = &self.partitions[partition];
+        let mut control = part.control();
+        if control.closed {
+            return None;
+        }
+        if control.running.is_some() {
+            control.pending = true;
+            return Some(control.started + 1);
+        }
+        if !even_if_empty && part.store.is_empty() {
+            return None;
+        }
+        Some(self.spawn_cycle(partition, &mut control, false))
+    }
+
+    /// Starts a cycle; the caller holds the partition's control and checked nothing runs.
+    fn spawn_cycle(
+        self: &Arc<Self>,
+        partition: usize,
+        control: &mut crate::partition::Control,
+        last: bool,
+    ) -> u64 {
+        control.started += 1;
+        control.pending = false;
+        control.closed |= last;
+        let runtime = self.runtime();
+        let started = Instant::now();
+        let deadline = started + runtime.processing_timeout;
+        let cycle = Arc::new(Cycle {
+            seq: control.started,
+            last,
+            started,
+            deadline,
+            state: Mutex::new(CycleState::default()),
+        });
+        control.running = Some(Arc::clone(&cycle));
+        self.partitions[partition].clear_drain_request();
+        self.engine
+            .at(self.id(), deadline, TimerKind::Watchdog(partition));
+        let core = Arc::clone(self);
+        let seq = cycle.seq;
+        self.pool
+            .spawn(move || cycle::run(&core, partition, &cycle, runtime));
+        seq
+    }
+
+    /// A cycle ended: free the partition, start the postponed one if any.
+    fn finish(self: &Arc<Self>, partition: usize, cycle: &Arc<Cycle>) {
+        let part = &self.partitions[partition];
+        let mut control = part.control();
+        let ours = control
+            .running
+            .as_ref()
+            .is_some_and(|running| Arc::ptr_eq(running, cycle));
+        if ours {
+            control.running = None;
+            control.completed = control.completed.max(cycle.seq);
+            if control.pending && !control.closed {
+                self.spawn_cycle(partition, &mut control, false);
+            }
+        }
+        drop(control);
+        part.notify();
+    }
+
+    /// Gives up on a partition's cycle that outlived `processing_timeout`: its unsettled
+    /// items are counted failed, and the partition moves on without it.
+    fn check_timeout(self: &Arc<Self>, partition: usize, now: Instant) {
+        let part = &self.partitions[partition];
+        let mut control = part.control();
+        let Some(cycle) = control.running.clone() else {
+            return;
+        };
+        if now < cycle.deadline {
+            return;
+        }
+        let mut state = cycle.lock();
+        if state.timed_out {
+            return;
+        }
+        state.timed_out = true;
+        let lost = std::mem::take(&mut state.remaining);
+        drop(state);
+        self.telemetry.settled(lost, false);
+        // Relaxed: a counter read by `stop` on the same thread or after the partition's
+        // mutex, which orders it.
+        self.timeouts.fetch_add(1, Ordering::Relaxed);
+        control.running = None;
+        control.completed = control.completed.max(cycle.seq);
+        if control.pending && !control.closed {
+            self.spawn_cycle(partition, &mut control, false);
+        }
+        drop(control);
+        part.notify();
+        self.telemetry
+            .emit(Event::ProcessingFailed(telemetry::ProcessingFailed {
+                buffer: self.name(),
+                partition,
+                system_time: SystemTime::now(),
+                reason: &FailureReason::Timeout,
+            }));
+    }
+
+    /// Waits until `partition` completed cycle `seq` (or closed without it), enforcing
+    /// timeouts while waiting.
+    fn wait_completed(self: &Arc<Self>, partition: usize, seq: u64) {
+        let part = &self.partitions[partition];
+        let mut control = part.control();
+        while control.completed < seq {
+            let Some(deadline) = control.running.as_ref().map(|c| c.deadline) else {
+                break;
+            };
+            if Instant::now() >= deadline {
+                drop(control);
+                self.check_timeout(partition, Instant::now());
+                control = part.control();
+                continue;
+            }
+            control = part.wait(control, deadline);
+        }
+    }
+
+    /// Runs a cycle on every partition now and waits until the processor returned for
+    /// everything buffered at the call.
+    pub(crate) fn flush(self: &Arc<Self>) -> Result<(), Error> {
+        if self.is_stopped() {
+            return Ok(());
+        }
+        let waits: Vec<(usize, u64)> = (0..self.partitions.len())
+            .filter_map(|p| self.request_cycle(p, false).map(|seq| (p, seq)))
+            .collect();
+        for (partition, seq) in waits {
+            self.wait_completed(partition, seq);
+        }
+        Ok(())
+    }
+
+    /// Refuses new writes, drains every partition and waits for the processor.
+    pub(crate) fn stop(self: &Arc<Self>, reason: StopReason) -> Result<(), Error> {
+        // SeqCst: one stopper wins; the others wait for it below.
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            let mut done = self.stop_done.lock().unwrap_or_else(|p| p.into_inner());
+            while !*done {
+                done = self
+                    .stop_finished
+                    .wait(done)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            return Ok(());
+        }
+        // Relaxed: see `check_timeout`.
+        let timeouts_before = self.timeouts.load(Ordering::Relaxed);
+        let mut last = Vec::with_capacity(self.partitions.len());
+        for partition in 0..self.partitions.len() {
+            let part = &self.partitions[partition];
+            let mut control = part.control();
+            loop {
+                match control.running.as_ref().map(|c| c.deadline) {
+                    None => break,
+                    Some(deadline) if Instant::now() >= deadline => {
+                        drop(control);
+                        self.check_timeout(partition, Instant::now());
+                        control = part.control();
+                    }
+                    Some(deadline) => control = part.wait(control, deadline),
+                }
+            }
+            last.push(self.spawn_cycle(partition, &mut control, true));
+        }
+        for (partition, seq) in last.into_iter().enumerate() {
+            self.wait_completed(partition, seq);
+        }
+        self.engine.unregister(self.id());
+        for partition in 0..self.partitions.len() {
+            // Refusals that raced the last cycle's report.
+            self.report_rejected(partition);
+            self.telemetry
+                .emit(Event::PartitionStop(telemetry::PartitionStop {
+                    buffer: self.name(),
+                    partition,
+                    duration: self.started.elapsed(),
+                    reason,
+                }));
+        }
+        *self.stop_done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.stop_finished.notify_all();
+        // Relaxed: see `check_timeout`.
+        if self.timeouts.load(Ordering::Relaxed) > timeouts_before {
+            Err(Error::Timeout)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Emits `Rejected` for the refusals since the partition's last report.
+    fn report_rejected(&self, partition: usize) {
+        let count = self.partitions[partition].take_rejected();
+        if count > 0 {
+            self.telemetry.emit(Event::Rejected(telemetry::Rejected {
+                buffer: self.name(),
+                partition,
+                count,
+            }));
+        }
+    }
+}
+
+impl<S: Store> Scheduled for Core<S> {
+    fn on_timer(self: Arc<Self>, kind: TimerKind, now: Instant) -> Option<Instant> {
+        match kind {
+            TimerKind::Tick => {
+                for partition in 0..self.partitions.len() {
+                    self.request_cycle(partition, false);
+                }
+                Some(now + self.runtime().processing_interval)
+            }
+            TimerKind::DrainCheck => {
+                let runtime = self.runtime();
+                let threshold = runtime.drain_threshold?;
+                for (partition, part) in self.partitions.iter().enumerate() {
+                    if part.store.len() >= threshold {
+                        self.request_cycle(partition, false);
+                    }
+                }
+                Some(now + runtime.drain_check_interval)
+            }
+            TimerKind::Drain(partition) => {
+                self.request_cycle(partition, false);
+                None
+            }
+            TimerKind::Watchdog(partition) => {
+                self.check_timeout(partition, now);
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Lock-free, partitioned buffers that accumulate writes and drain them to a processor in
+//! periodic batches: the OpenTelemetry batch processor, generalised into a library.
+//!
+//! * [`Queue<T>`]: every pushed item reaches the processor exactly once, in push order within
+//!   a partition.
+//!
+//! Producers write; each partition accumulates into lock-free storage behind one atomic
+//! pointer; on every tick the engine swaps in fresh storage, waits out the writers that were
+//! inside the old one, and hands its contents to the processor, in batches, on a rayon pool.
+//! Writers never wait for a tick.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use tidefall::Queue;
+//!
+//! let received = Arc::new(AtomicUsize::new(0));
+//! let counter = Arc::clone(&received);
+//! let queue = Queue::<String>::builder()
+//!     .processing_interval(Duration::from_millis(100))
+//!     .processing_batch_size(512)
+//!     .processor(move |batch: Vec<String>| {
+//!         counter.fetch_add(batch.len(), Ordering::Relaxed);
+//!     })
+//!     .start()?;
+//!
+//! std::thread::scope(|s| {
+//!     for t in 0..4 {
+//!         let queue = queue.clone();
+//!         s.spawn(move || {
+//!             for i in 0..1000 {
+//!                 queue.push(format!("event {t}/{i}")).unwrap();
+//!             }
+//!         });
+//!     }
+//! });
+//! queue.stop()?; // drains everything
+//! assert_eq!(received.load(Ordering::Relaxed), 4000);
+//! assert_eq!(queue.stats().processed, 4000);
+//! # Ok::<(), tidefall::Error>(())
+//! ```
+//!
+//! # Options
+//!
+//! | builder method | default | rule |
+//! |---|---|---|
+//! | `name` | `tidefall-<n>` | not empty |
+//! | `processor` | required | missing → [`Error::MissingProcessor`] |
+//! | `partitions` | available parallelism | ≥ 1 |
+//! | `processing_interval` | 5 s | > 0 |
+//! | `processing_batch_size` | `BatchSize::Items(10)` | `Items(n ≥ 1)` or `Table` |
+//! | `processing_timeout` | 60 s | > 0 |
+//! | `drain_threshold` | off | ≥ 1; a trigger, not a cap |
+//! | `drain_check_interval` | 1 s | > 0 |
+//! | `capacity` | unbounded | ≥ 1, per partition (exact) |
+//! | `observer` | none | several allowed |
+//! | `thread_pool` | one shared pool, one thread per core | |
+//!
+//! An invalid option makes `start()` fail with [`Error::InvalidOption`] naming it.
+//!
+//! # Failure isolation and timeouts
+//!
+//! Processor calls run on the pool inside `catch_unwind`. A panic or an `Err` loses that
+//! batch only: it is reported (`ProcessingException` for a panic, then `ProcessingFailed`)
+//! and its items are counted in [`Stats::failed`]. A cycle still running at
+//! `processing_timeout` is reported `ProcessingFailed` with reason timeout; the call in
+//! progress cannot be pre-empted, so it keeps its pool thread until it returns, and its items
+//! plus the cycle's batches not yet handed over are counted failed (the latter are dropped,
+//! never processed). The partition's next cycles run without waiting for it, so the stuck
+//! call's items may reach an external system after later ones: the order guarantee covers
+//! the items counted as processed.
+//!
+//! # Checking
+//!
+//! The lock-free core lives in `raw/`, its primitives behind the `sync` shim: the loom models
+//! (`loom-tests/`), the proptest models (`proptests/`), the fuzz targets (`fuzz/`) and Miri
+//! check it; see the README for the commands.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
+
+mod engine;
+mod options;
+mod partition;
+mod processor;
+mod queue;
+mod raw;
+mod routing;
+mod sync;
+mod telemetry;
+
+pub use options::{BatchSize, Error, OptionsUpdate, PushError};
+pub use processor::{ProcessOutcome, Processor};
+pub use queue::{Queue, QueueBuilder};
+pub use telemetry::{
+    Event, FailureReason, Observer, PartitionStart, PartitionStop, ProcessingException,
+    ProcessingFailed, ProcessingStart, ProcessingStop, Rejected, Stats, StopReason,
+};
+
+/// The default hasher for routing keys (and the `HashMap`'s keys): foldhash, fast and
+/// well kept (SipHash is too slow for a write path), randomly seeded per instance.
+pub type DefaultHashBuilder = foldhash::fast::RandomState;
+
+/// The lock-free storage, exposed for the loom models in `loom-tests/` only.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_api {
+    pub use crate::raw::queue::{Pushed, Segments};
+}

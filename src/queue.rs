@@ -1,0 +1,385 @@
+//! [`Queue<T>`]: every pushed item reaches the processor once, in push order per partition.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::engine::{Core, Sorter};
+use crate::options::{option_setters, Error, Options, OptionsUpdate};
+use crate::partition::Store;
+use crate::processor::Processor;
+use crate::raw::queue::Segments;
+use crate::routing;
+use crate::telemetry::{Stats, StopReason};
+use crate::DefaultHashBuilder;
+
+/// Routes an item to a partition by a hash of a key derived from it.
+type Router<T> = Box<dyn Fn(&T) -> u64 + Send + Sync>;
+
+impl<T: Send + 'static> Store for Segments<T> {
+    type Out = T;
+
+    fn take(&self, out: &mut Vec<T>) -> usize {
+        Segments::take(self, out)
+    }
+
+    fn close_for_good(&self, out: &mut Vec<T>) -> usize {
+        Segments::close_for_good(self, out)
+    }
+
+    fn len(&self) -> usize {
+        Segments::len(self)
+    }
+
+    fn is_empty(&self) -> bool {
+        Segments::is_empty(self)
+    }
+}
+
+/// A buffer that delivers every pushed item to the processor exactly once, in push order
+/// within each partition.
+///
+/// Writes never block: a push is one epoch pin, one `fetch_add` and two stores. On each tick
+/// (every `processing_interval`), each partition's storage is swapped for a fresh one and the
+/// old contents go to the processor, on the thread pool, in batches of
+/// `processing_batch_size`.
+///
+/// Handles are cheap clones of one buffer; dropping the last one stops the buffer, draining
+/// it.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use tidefall::Queue;
+///
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let sink = Arc::clone(&seen);
+/// let queue = Queue::<u64>::builder()
+///     .partitions(1)
+///     .processor(move |batch: Vec<u64>| sink.lock().unwrap().extend(batch))
+///     .start()?;
+///
+/// for i in 0..100 {
+///     queue.push(i).unwrap();
+/// }
+/// queue.push_many(100..110).unwrap();
+/// queue.flush()?;
+/// assert_eq!(*seen.lock().unwrap(), (0..110).collect::<Vec<_>>());
+/// queue.stop()?;
+/// assert!(queue.push(7).is_err());
+/// # Ok::<(), tidefall::Error>(())
+/// ```
+pub struct Queue<T: Send + 'static> {
+    handle: Arc<Handle<T>>,
+}
+
+/// The part of a queue its handles share; dropping it stops the buffer.
+struct Handle<T: Send + 'static> {
+    core: Arc<Core<Segments<T>>>,
+    router: Option<Router<T>>,
+    keys: DefaultHashBuilder,
+}
+
+impl<T: Send + 'static> Drop for Handle<T> {
+    fn drop(&mut self) {
+        // A timeout is reported through telemetry and counted in the stats; a drop cannot
+        // return it.
+        let _ = self.core.stop(StopReason::Dropped);
+    }
+}
+
+impl<T: Send + 'static> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            handle: Arc::clone(&self.handle),
+        }
+    }
+}
+
+impl<T: Send + 'static> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.name())
+            .field("partitions", &self.handle.core.partitions.len())
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl<T: Send + 'static> Queue<T> {
+    /// A builder with the default options; a processor is required.
+    pub fn builder() -> QueueBuilder<T> {
+        QueueBuilder {
+            options: Options::default(),
+            processor: None,
+            router: None,
+            sorter: None,
+            _items: PhantomData,
+        }
+    }
+
+    /// The buffer's name.
+    pub fn name(&self) -> &str {
+        self.handle.core.name()
+    }
+
+    /// Appends an item to the calling thread's partition (or the one `partition_by` picks).
+    ///
+    /// Fails with [`PushError::Full`](crate::PushError::Full) when the partition holds
+    /// `capacity` items, and [`PushError::Stopped`](crate::PushError::Stopped) once the
+    /// buffer is stopped; either way the item comes back.
+    #[inline]
+    pub fn push(&self, item: T) -> Result<(), crate::PushError<T>> {
+        let partition = self.route(&item);
+        self.push_to(partition, item)
+    }
+
+    /// Appends an item to the partition of `key`: equal keys share a partition, so their
+    /// items keep their push order.
+    pub fn push_keyed<K: Hash + ?Sized>(
+        &self,
+        key: &K,
+        item: T,
+    ) -> Result<(), crate::PushError<T>> {
+        let partition = routing::by_hash(
+            self.handle.keys.hash_one(key),
+            self.handle.core.partitions.len(),
+        );
+        self.push_to(partition, item)
+    }
+
+    /// Appends items in order. Past `capacity`, the items that fit are accepted and the error
+    /// carries back exactly the ones that were not.
+    pub fn push_many(
+        &self,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<(), crate::PushError<Vec<T>>> {
+        let items: Vec<T> = items.into_iter().collect();
+        if self.handle.router.is_some() {
+            return self.push_each(items);
+        }
+        let partition = routing::by_thread(self.handle.core.partitions.len());
+        self.push_vec_to(partition, items)
+    }
+
+    /// Items buffered and not yet taken by a tick.
+    pub fn len(&self) -> usize {
+        self.handle.core.len()
+    }
+
+    /// Nothing buffered.
+    pub fn is_empty(&self) -> bool {
+        self.handle.core.is_empty()
+    }
+
+    /// The buffer's counters.
+    pub fn stats(&self) -> Stats {
+        self.handle.core.stats()
+    }
+
+    /// Runs a tick on every partition now and returns once the processor has returned for
+    /// everything buffered at the call (a stuck call is waited for at most
+    /// `processing_timeout`). Runs no processor on the calling thread. After `stop`, returns
+    /// at once.
+    ///
+    /// Do not call it from inside a processor: the cycle it waits for may need that thread.
+    pub fn flush(&self) -> Result<(), Error> {
+        self.handle.core.flush()
+    }
+
+    /// Stops the buffer: later writes return `PushError::Stopped`; a last tick drains every
+    /// partition, and the call returns once the processor has seen every accepted item.
+    /// Idempotent; `Err(Error::Timeout)` when cycles outlived `processing_timeout`.
+    pub fn stop(&self) -> Result<(), Error> {
+        self.handle.core.stop(StopReason::Stopped)
+    }
+
+    /// Changes run-time options on every partition; an invalid value changes nothing.
+    pub fn update_options(&self, update: OptionsUpdate) -> Result<(), Error> {
+        self.handle.core.update_options(&update)
+    }
+
+    #[inline]
+    fn route(&self, item: &T) -> usize {
+        let partitions = self.handle.core.partitions.len();
+        match &self.handle.router {
+            None => routing::by_thread(partitions),
+            Some(router) => routing::by_hash(router(item), partitions),
+        }
+    }
+
+    #[inline]
+    fn push_to(&self, partition: usize, item: T) -> Result<(), crate::PushError<T>> {
+        let core = &*self.handle.core;
+        let part = &core.partitions[partition];
+        if let Some(capacity) = core.capacity {
+            if part.reserve(capacity, 1) == 0 {
+                return Err(self.refuse(partition, 1, item));
+            }
+        }
+        match part.store.push(item) {
+            Ok(pushed) => {
+                if pushed.grew {
+                    core.grew(partition);
+                }
+                Ok(())
+            }
+            Err(item) => {
+                if core.capacity.is_some() {
+                    part.release(1);
+                }
+                Err(crate::PushError::Stopped(item))
+            }
+        }
+    }
+
+    fn push_vec_to(
+        &self,
+        partition: usize,
+        mut items: Vec<T>,
+    ) -> Result<(), crate::PushError<Vec<T>>> {
+        let core = &*self.handle.core;
+        let part = &core.partitions[partition];
+        let mut refused = Vec::new();
+        if let Some(capacity) = core.capacity {
+            let granted = part.reserve(capacity, items.len());
+            refused = items.split_off(granted);
+        }
+        let mut rest = items.into_iter();
+        let outcome = part.store.extend(&mut rest);
+        match outcome {
+            Ok(pushed) => {
+                if pushed.grew {
+                    core.grew(partition);
+                }
+                if refused.is_empty() {
+                    Ok(())
+                } else {
+                    let n = refused.len();
+                    Err(self.refuse(partition, n, refused))
+                }
+            }
+            Err(()) => {
+                let mut unaccepted: Vec<T> = rest.collect();
+                if core.capacity.is_some() {
+                    part.release(unaccepted.len());
+                }
+                unaccepted.append(&mut refused);
+                Err(crate::PushError::Stopped(unaccepted))
+            }
+        }
+    }
+
+    /// `push_many` with a `partition_by` router: item by item, keeping the refused in order.
+    fn push_each(&self, items: Vec<T>) -> Result<(), crate::PushError<Vec<T>>> {
+        let mut refused = Vec::new();
+        let mut stopped = false;
+        for item in items {
+            match self.push(item) {
+                Ok(()) => {}
+                Err(crate::PushError::Full(item)) => refused.push(item),
+                Err(crate::PushError::Stopped(item)) => {
+                    stopped = true;
+                    refused.push(item);
+                }
+            }
+        }
+        match (refused.is_empty(), stopped) {
+            (true, _) => Ok(()),
+            (false, true) => Err(crate::PushError::Stopped(refused)),
+            (false, false) => Err(crate::PushError::Full(refused)),
+        }
+    }
+
+    /// The error for `n` writes refused for capacity: `Stopped` once the buffer is stopped
+    /// (not counted), `Full` otherwise (counted and reported).
+    fn refuse<V>(&self, partition: usize, n: usize, value: V) -> crate::PushError<V> {
+        let core = &*self.handle.core;
+        if core.is_stopped() {
+            crate::PushError::Stopped(value)
+        } else {
+            core.rejected(partition, n);
+            crate::PushError::Full(value)
+        }
+    }
+}
+
+/// Configures and starts a [`Queue`]. See the option table in the crate docs.
+///
+/// ```
+/// use std::time::Duration;
+/// use tidefall::{BatchSize, Queue};
+///
+/// let queue = Queue::<(u32, String)>::builder()
+///     .name("events")
+///     .partitions(4)
+///     .processing_interval(Duration::from_millis(200))
+///     .processing_batch_size(BatchSize::Table)
+///     .partition_by(|(user, _)| *user)
+///     .sort_by_key(|(user, _)| *user)
+///     .processor(|batch: Vec<(u32, String)>| {
+///         assert!(batch.windows(2).all(|w| w[0].0 <= w[1].0));
+///     })
+///     .start()?;
+/// queue.push((7, "login".into())).unwrap();
+/// queue.stop()?;
+/// # Ok::<(), tidefall::Error>(())
+/// ```
+pub struct QueueBuilder<T: Send + 'static> {
+    options: Options,
+    processor: Option<Box<dyn Processor<Vec<T>>>>,
+    router: Option<Router<T>>,
+    sorter: Option<Sorter<T>>,
+    _items: PhantomData<fn(T)>,
+}
+
+impl<T: Send + 'static> QueueBuilder<T> {
+    option_setters!();
+
+    /// The function that receives each batch (required).
+    pub fn processor(mut self, processor: impl Processor<Vec<T>>) -> Self {
+        self.processor = Some(Box::new(processor));
+        self
+    }
+
+    /// Routes each item by a key derived from it instead of by producer thread: items with
+    /// equal keys share a partition and keep their push order.
+    pub fn partition_by<K, F>(mut self, key: F) -> Self
+    where
+        K: Hash,
+        F: Fn(&T) -> K + Send + Sync + 'static,
+    {
+        let hasher = DefaultHashBuilder::default();
+        self.router = Some(Box::new(move |item: &T| hasher.hash_one(key(item))));
+        self
+    }
+
+    /// Stably sorts each partition's drained items by this key before batching; ties keep
+    /// push order. A key function that panics is reported as `ProcessingException` and the
+    /// items are processed unsorted, none lost.
+    pub fn sort_by_key<K, F>(mut self, key: F) -> Self
+    where
+        K: Ord,
+        F: Fn(&T) -> K + Send + Sync + 'static,
+    {
+        self.sorter = Some(Box::new(move |items: &mut Vec<T>| {
+            items.sort_by_key(|item| key(item))
+        }));
+        self
+    }
+
+    /// Validates the options and starts the buffer. `PartitionStart` has been emitted for
+    /// every partition when it returns.
+    pub fn start(self) -> Result<Queue<T>, Error> {
+        let options = self.options.resolve()?;
+        let processor = self.processor.ok_or(Error::MissingProcessor)?;
+        let core = Core::start(options, |_| Segments::new(), processor, self.sorter)?;
+        Ok(Queue {
+            handle: Arc::new(Handle {
+                core,
+                router: self.router,
+                keys: DefaultHashBuilder::default(),
+            }),
+        })
+    }
+}
