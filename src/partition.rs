@@ -58,6 +58,8 @@ pub(crate) struct Control {
     pub(crate) completed: u64,
     /// The last cycle was started: no more.
     pub(crate) closed: bool,
+    /// When the pending watchdog timer fires, if one is pending.
+    pub(crate) watchdog: Option<Instant>,
 }
 
 pub(crate) struct Partition<S> {

@@ -142,7 +142,9 @@ pub struct ProcessingException<'a> {
     pub kind: &'static str,
     /// The panic message.
     pub reason: &'a FailureReason,
-    /// The backtrace of the panic, when `RUST_BACKTRACE` enables capturing one.
+    /// The backtrace of the panic, when `RUST_BACKTRACE` (or `RUST_LIB_BACKTRACE`) enables
+    /// capturing one and the application has not replaced the panic hook since the buffer
+    /// started (see the crate docs).
     pub backtrace: Option<&'a str>,
 }
 

@@ -3,8 +3,10 @@
 //! every item.
 
 use std::any::Any;
+use std::backtrace::{Backtrace, BacktraceStatus};
+use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 use std::time::{Instant, SystemTime};
 
 use super::Core;
@@ -22,7 +24,9 @@ pub(super) fn run<S: Store>(
     // Everything user code can panic in (processor, sort key, an item's `Drop`) is caught
     // closer to the call; this outer catch keeps a bug of ours from aborting the process
     // through rayon, and the partition is freed either way.
-    let _ = catch_unwind(AssertUnwindSafe(|| process(core, partition, cycle, runtime)));
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        process(core, partition, cycle, runtime)
+    }));
     core.finish(partition, cycle);
 }
 
@@ -63,7 +67,7 @@ fn process<S: Store>(
     }));
 
     if let Some(sort) = &core.sorter {
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| sort(&mut items))) {
+        if let Err(panic) = call_capturing(|| sort(&mut items)) {
             // `sort_by_key` leaves the vector a permutation of its items even when the key
             // panics, so nothing is lost: they are processed unsorted, and the panic reported.
             report_panic(core, partition, cycle.started, &panic);
@@ -92,7 +96,7 @@ fn process<S: Store>(
             .batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let call_started = Instant::now();
-        let outcome = catch_unwind(AssertUnwindSafe(|| core.processor.process(batch)));
+        let outcome = call_capturing(|| core.processor.process(batch));
         let mut state = cycle.lock();
         if state.timed_out {
             break;
@@ -131,6 +135,7 @@ fn report_panic<S: Store>(
     panic: &Box<dyn Any + Send>,
 ) -> FailureReason {
     let reason = FailureReason::Panic(panic_message(panic));
+    let backtrace = CAPTURED.with(|captured| captured.borrow_mut().take());
     core.telemetry
         .emit(Event::ProcessingException(telemetry::ProcessingException {
             buffer: core.name(),
@@ -139,7 +144,7 @@ fn report_panic<S: Store>(
             monotonic_time: Instant::now(),
             kind: "panic",
             reason: &reason,
-            backtrace: None,
+            backtrace: backtrace.as_deref(),
         }));
     reason
 }
@@ -168,4 +173,41 @@ fn panic_message(panic: &Box<dyn Any + Send>) -> String {
 /// Drops user values (items, a panic payload) whose `Drop` may itself panic.
 fn drop_quietly<V>(value: V) {
     let _ = catch_unwind(AssertUnwindSafe(move || drop(value)));
+}
+
+thread_local! {
+    /// Set while this thread runs a processor call: the panic hook captures a backtrace.
+    static CAPTURING: Cell<bool> = const { Cell::new(false) };
+    /// The backtrace of the last processor panic on this thread, for its event.
+    static CAPTURED: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs, once, a panic hook that records a backtrace (when `RUST_BACKTRACE` enables them)
+/// for panics inside processor calls, then runs the hook that was installed before it. A
+/// panic carries no backtrace of its own; the hook is the only place one can be taken. A hook
+/// set later by the application replaces this one, and events then carry no backtrace.
+pub(crate) fn install_panic_hook() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if CAPTURING.with(Cell::get) {
+                let backtrace = Backtrace::capture();
+                if backtrace.status() == BacktraceStatus::Captured {
+                    let text = backtrace.to_string();
+                    CAPTURED.with(|captured| *captured.borrow_mut() = Some(text));
+                }
+            }
+            previous(info);
+        }));
+    });
+}
+
+/// Runs a processor call, catching its panic, with backtrace capture on.
+fn call_capturing<R>(call: impl FnOnce() -> R) -> std::thread::Result<R> {
+    CAPTURING.with(|capturing| capturing.set(true));
+    CAPTURED.with(|captured| captured.borrow_mut().take());
+    let outcome = catch_unwind(AssertUnwindSafe(call));
+    CAPTURING.with(|capturing| capturing.set(false));
+    outcome
 }

@@ -29,8 +29,8 @@ pub(crate) struct Core<S: Store> {
     sorter: Option<Sorter<S::Out>>,
     pool: Arc<rayon::ThreadPool>,
     engine: &'static Engine,
-    /// The scheduler's id for this buffer; set once right after registration.
-    engine_id: AtomicU64,
+    /// The scheduler's id for this buffer.
+    engine_id: u64,
     stopped: AtomicBool,
     stop_done: Mutex<bool>,
     stop_finished: Condvar,
@@ -53,6 +53,7 @@ impl<S: Store> Core<S> {
             None => scheduler::default_pool()?,
         };
         let engine = Engine::global()?;
+        cycle::install_panic_hook();
         let runtime = options.runtime;
         let core = Arc::new(Core {
             partitions: (0..options.partitions)
@@ -67,7 +68,7 @@ impl<S: Store> Core<S> {
             sorter,
             pool,
             engine,
-            engine_id: AtomicU64::new(u64::MAX),
+            engine_id: engine.new_id(),
             stopped: AtomicBool::new(false),
             stop_done: Mutex::new(false),
             stop_finished: Condvar::new(),
@@ -84,15 +85,14 @@ impl<S: Store> Core<S> {
         }
         let now = Instant::now();
         let weak: Weak<dyn Scheduled> = Arc::downgrade(&core) as Weak<dyn Scheduled>;
-        let id = engine.register(
+        engine.register(
+            core.engine_id,
             weak,
             now + runtime.processing_interval,
-            runtime.drain_threshold.map(|_| now + runtime.drain_check_interval),
+            runtime
+                .drain_threshold
+                .map(|_| now + runtime.drain_check_interval),
         );
-        // Relaxed: read only by the scheduler and cycles, which the registration's mutex
-        // orders after this store... except a timer firing before it: such a timer uses
-        // `u64::MAX`, which names no buffer, and is lost harmlessly (ticks are periodic).
-        core.engine_id.store(id, Ordering::Relaxed);
         Ok(core)
     }
 
@@ -101,8 +101,7 @@ impl<S: Store> Core<S> {
     }
 
     fn id(&self) -> u64 {
-        // Relaxed: see `start`.
-        self.engine_id.load(Ordering::Relaxed)
+        self.engine_id
     }
 
     fn runtime(&self) -> RuntimeOptions {
@@ -211,13 +210,41 @@ impl<S: Store> Core<S> {
         });
         control.running = Some(Arc::clone(&cycle));
         self.partitions[partition].clear_drain_request();
-        self.engine
-            .at(self.id(), deadline, TimerKind::Watchdog(partition));
+        self.arm_watchdog(partition, control, deadline);
         let core = Arc::clone(self);
         let seq = cycle.seq;
         self.pool
             .spawn(move || cycle::run(&core, partition, &cycle, runtime));
         seq
+    }
+
+    /// Makes sure a watchdog timer fires for `partition` by `deadline`: at most one timer per
+    /// partition is pending (plus one more when a shortened timeout needs an earlier check),
+    /// so short intervals do not fill the scheduler with timers.
+    fn arm_watchdog(
+        &self,
+        partition: usize,
+        control: &mut crate::partition::Control,
+        deadline: Instant,
+    ) {
+        if control.watchdog.is_none_or(|armed| deadline < armed) {
+            control.watchdog = Some(deadline);
+            self.engine
+                .at(self.id(), deadline, TimerKind::Watchdog(partition));
+        }
+    }
+
+    /// The watchdog timer of `partition` fired: enforce the timeout, re-arm for the cycle
+    /// running then.
+    fn watchdog(self: &Arc<Self>, partition: usize, now: Instant) {
+        self.check_timeout(partition, now);
+        let mut control = self.partitions[partition].control();
+        if control.watchdog.is_some_and(|armed| armed <= now) {
+            control.watchdog = None;
+        }
+        if let Some(deadline) = control.running.as_ref().map(|c| c.deadline) {
+            self.arm_watchdog(partition, &mut control, deadline);
+        }
     }
 
     /// A cycle ended: free the partition, start the postponed one if any.
@@ -405,7 +432,7 @@ impl<S: Store> Scheduled for Core<S> {
                 None
             }
             TimerKind::Watchdog(partition) => {
-                self.check_timeout(partition, now);
+                self.watchdog(partition, now);
                 None
             }
         }

@@ -90,16 +90,22 @@ impl Engine {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A fresh buffer id, for `register`.
+    pub(crate) fn new_id(&self) -> u64 {
+        let mut state = self.lock();
+        state.next_id += 1;
+        state.next_id
+    }
+
     /// Registers a buffer whose periodic timers first fire at the given deadlines.
     pub(crate) fn register(
         &self,
+        id: u64,
         target: Weak<dyn Scheduled>,
         tick: Instant,
         drain_check: Option<Instant>,
-    ) -> u64 {
+    ) {
         let mut state = self.lock();
-        let id = state.next_id;
-        state.next_id += 1;
         state.buffers.insert(
             id,
             Registration {
@@ -110,7 +116,6 @@ impl Engine {
         Self::push_periodic(&mut state, id, 0, tick, drain_check);
         drop(state);
         self.wake.notify_one();
-        id
     }
 
     /// Replaces a buffer's periodic timers with ones at the given deadlines.
@@ -129,7 +134,10 @@ impl Engine {
     /// A one-shot timer.
     pub(crate) fn at(&self, id: u64, at: Instant, kind: TimerKind) {
         let mut state = self.lock();
-        let wake = state.timers.peek().is_none_or(|Reverse(first)| at < first.at);
+        let wake = state
+            .timers
+            .peek()
+            .is_none_or(|Reverse(first)| at < first.at);
         state.timers.push(Reverse(Timer {
             at,
             id,

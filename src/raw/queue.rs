@@ -31,7 +31,9 @@ use core::mem::MaybeUninit;
 use core::ptr;
 
 use crate::sync::epoch::{self, Guard};
-use crate::sync::{spin_wait, Arc, AtomicBool, AtomicPtr, AtomicUsize, Mutex, Ordering, UnsafeCell};
+use crate::sync::{
+    spin_wait, Arc, AtomicBool, AtomicPtr, AtomicUsize, Mutex, Ordering, UnsafeCell,
+};
 
 /// Set in `Block::claimed` once the taker closed the block: claims that see it go elsewhere.
 const CLOSED: usize = 1 << (usize::BITS - 1);
@@ -283,7 +285,10 @@ impl<T: Send + 'static> Segments<T> {
     }
 
     fn take_with(&self, out: &mut Vec<T>, for_good: bool) -> usize {
-        let _taker = self.taker.lock().unwrap_or_else(|poison| poison.into_inner());
+        let _taker = self
+            .taker
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         // Relaxed: only takers store `current`, and they are serialized by `taker`.
         if ptr::eq(self.current.load(Ordering::Relaxed), self.tombstone) {
             return 0;
@@ -314,7 +319,11 @@ impl<T: Send + 'static> Segments<T> {
         let tail = head.tail.load(Ordering::Acquire);
         // SAFETY: the tail is a block of the same chain (or the tombstone itself, whose tail is
         // null: handled by reading the head instead), protected by the same guard.
-        let block = if tail.is_null() { head } else { unsafe { &*tail } };
+        let block = if tail.is_null() {
+            head
+        } else {
+            unsafe { &*tail }
+        };
         (head, block)
     }
 
@@ -448,5 +457,113 @@ impl<T> Drop for Segments<T> {
             }
             block = b.next.load(Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize as StdAtomicUsize;
+
+    /// Items per test thread: small under Miri, which runs ~1000× slower.
+    const N: usize = if cfg!(miri) { 40 } else { 20_000 };
+
+    fn take_all(segments: &Segments<usize>) -> Vec<usize> {
+        let mut out = Vec::new();
+        segments.take(&mut out);
+        out
+    }
+
+    #[test]
+    fn push_take_keeps_order_across_blocks() {
+        let segments = Segments::new();
+        let n = Block::<usize>::CAP * 3 + 1;
+        for i in 0..n {
+            segments.push(i).unwrap();
+        }
+        assert_eq!(segments.len(), n);
+        assert_eq!(take_all(&segments), (0..n).collect::<Vec<_>>());
+        assert!(segments.is_empty());
+        assert_eq!(segments.len(), 0);
+        segments.push(7).unwrap();
+        assert_eq!(take_all(&segments), vec![7]);
+        assert!(take_all(&segments).is_empty());
+    }
+
+    #[test]
+    fn extend_claims_ranges_across_blocks() {
+        let segments = Segments::new();
+        let cap = Block::<usize>::CAP;
+        segments.push(0).unwrap();
+        let mut items = (1..cap * 2 + 3).collect::<Vec<_>>().into_iter();
+        assert!(segments.extend(&mut items).unwrap().grew);
+        assert_eq!(items.len(), 0);
+        assert_eq!(take_all(&segments), (0..cap * 2 + 3).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn close_for_good_refuses_later_pushes() {
+        let segments = Segments::new();
+        segments.push(1).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(segments.close_for_good(&mut out), 1);
+        assert_eq!(out, vec![1]);
+        assert_eq!(segments.push(2), Err(2));
+        let mut rest = vec![3, 4].into_iter();
+        assert!(segments.extend(&mut rest).is_err());
+        assert_eq!(rest.collect::<Vec<_>>(), vec![3, 4]);
+        assert_eq!(segments.close_for_good(&mut out), 0);
+        assert_eq!(segments.take(&mut out), 0);
+        assert_eq!(segments.len(), 0);
+    }
+
+    #[test]
+    fn concurrent_pushes_and_takes_lose_nothing() {
+        let segments = Segments::new();
+        let mut taken = Vec::new();
+        std::thread::scope(|s| {
+            for t in 0..2 {
+                let segments = &segments;
+                s.spawn(move || {
+                    for i in 0..N {
+                        segments.push(t * N + i).unwrap();
+                    }
+                });
+            }
+            for _ in 0..(if cfg!(miri) { 3 } else { 50 }) {
+                segments.take(&mut taken);
+                std::thread::yield_now();
+            }
+        });
+        segments.close_for_good(&mut taken);
+        assert_eq!(taken.len(), 2 * N);
+        for t in 0..2 {
+            let mine: Vec<usize> = taken.iter().copied().filter(|v| v / N == t).collect();
+            assert_eq!(mine, (t * N..(t + 1) * N).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn drop_releases_untaken_values() {
+        static DROPS: StdAtomicUsize = StdAtomicUsize::new(0);
+        #[derive(Debug)]
+        struct Counted;
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                DROPS.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let segments = Segments::new();
+        for _ in 0..Block::<Counted>::CAP + 2 {
+            segments.push(Counted).unwrap();
+        }
+        let mut out = Vec::new();
+        segments.take(&mut out);
+        segments.push(Counted).unwrap();
+        segments.push(Counted).unwrap();
+        drop(out);
+        assert_eq!(DROPS.load(Ordering::Relaxed), Block::<Counted>::CAP + 2);
+        drop(segments);
+        assert_eq!(DROPS.load(Ordering::Relaxed), Block::<Counted>::CAP + 4);
     }
 }
