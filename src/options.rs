@@ -240,7 +240,7 @@ fn invalid(option: &'static str, reason: &str) -> Error {
 }
 
 /// The start-time options both builders share.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub(crate) struct Options {
     pub(crate) name: Option<String>,
     pub(crate) partitions: Option<usize>,
@@ -248,19 +248,6 @@ pub(crate) struct Options {
     pub(crate) capacity: Option<usize>,
     pub(crate) observers: Vec<Arc<dyn Observer>>,
     pub(crate) thread_pool: Option<Arc<rayon::ThreadPool>>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            name: None,
-            partitions: None,
-            runtime: RuntimeOptions::default(),
-            capacity: None,
-            observers: Vec::new(),
-            thread_pool: None,
-        }
-    }
 }
 
 /// Options after validation, with defaults filled in.
