@@ -320,13 +320,13 @@ impl<T: Send + 'static> Segments<T> {
         let head = unsafe { &*head };
         // Acquire: pairs with the Release CAS in `link_next` that moved the tail.
         let tail = head.tail.load(Ordering::Acquire);
-        // SAFETY: the tail is a block of the same chain (or the tombstone itself, whose tail is
-        // null: handled by reading the head instead), protected by the same guard.
-        let block = if tail.is_null() {
-            head
-        } else {
-            unsafe { &*tail }
-        };
+        if tail.is_null() {
+            // Only the tombstone has no tail: it is its own (always closed) tail block.
+            return (head, head);
+        }
+        // SAFETY: a non-null tail is a block of the same chain, linked before the head was
+        // published or by `link_next`, and protected by the same guard.
+        let block = unsafe { &*tail };
         (head, block)
     }
 
