@@ -23,8 +23,6 @@ pub(crate) trait Store: Send + Sync + 'static {
 pub(crate) struct Cycle {
     /// The partition's count of cycles started, this one included.
     pub(crate) seq: u64,
-    /// The last cycle: it closes the storage for good.
-    pub(crate) last: bool,
     pub(crate) started: Instant,
     pub(crate) deadline: Instant,
     pub(crate) state: Mutex<CycleState>,

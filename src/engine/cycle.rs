@@ -14,18 +14,20 @@ use crate::options::{BatchSize, RuntimeOptions};
 use crate::partition::{Cycle, Store};
 use crate::telemetry::{self, Event, FailureReason};
 
-/// Runs `cycle` on `partition`, then frees the partition for the next one.
+/// Runs `cycle` on `partition`, then frees the partition for the next one. `last` holds the
+/// partition's final contents, already taken by `stop`.
 pub(super) fn run<S: Store>(
     core: &Arc<Core<S>>,
     partition: usize,
     cycle: &Arc<Cycle>,
     runtime: RuntimeOptions,
+    last: Option<Vec<S::Out>>,
 ) {
     // Everything user code can panic in (processor, sort key, an item's `Drop`) is caught
     // closer to the call; this outer catch keeps a bug of ours from aborting the process
     // through rayon, and the partition is freed either way.
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        process(core, partition, cycle, runtime)
+        process(core, partition, cycle, runtime, last)
     }));
     core.finish(partition, cycle);
 }
@@ -35,26 +37,39 @@ fn process<S: Store>(
     partition: usize,
     cycle: &Arc<Cycle>,
     runtime: RuntimeOptions,
+    last: Option<Vec<S::Out>>,
 ) {
     let part = &core.partitions[partition];
-    let mut items = Vec::new();
-    let taken = if cycle.last {
-        part.store.close_for_good(&mut items)
-    } else if part.store.is_empty() {
-        0
-    } else {
-        part.store.take(&mut items)
+    let mut items = match last {
+        Some(items) => items,
+        None if part.store.is_empty() => Vec::new(),
+        None => {
+            let mut items = Vec::new();
+            let taken = part.store.take(&mut items);
+            if core.capacity.is_some() {
+                part.release(taken);
+            }
+            items
+        }
     };
-    if core.capacity.is_some() {
-        part.release(taken);
-    }
+    let taken = items.len();
     core.report_rejected(partition);
     if taken == 0 {
         return;
     }
     let telemetry = &core.telemetry;
+    let mut state = cycle.lock();
     telemetry.taken(taken);
-    cycle.lock().remaining = taken;
+    if state.timed_out {
+        // The watchdog gave up before this cycle even took its items (the pool was busy):
+        // they are failed now, under the same lock, so they are counted exactly once.
+        drop(state);
+        telemetry.settled(taken, false);
+        drop_quietly(items);
+        return;
+    }
+    state.remaining = taken;
+    drop(state);
     // Relaxed: a statistic.
     telemetry
         .ticks

@@ -185,25 +185,26 @@ impl<S: Store> Core<S> {
         if !even_if_empty && part.store.is_empty() {
             return None;
         }
-        Some(self.spawn_cycle(partition, &mut control, false))
+        Some(self.spawn_cycle(partition, &mut control, None))
     }
 
     /// Starts a cycle; the caller holds the partition's control and checked nothing runs.
+    /// `last` carries the partition's final contents, taken by `stop`: the cycle processes
+    /// them instead of taking from the store, and no cycle follows it.
     fn spawn_cycle(
         self: &Arc<Self>,
         partition: usize,
         control: &mut crate::partition::Control,
-        last: bool,
+        last: Option<Vec<S::Out>>,
     ) -> u64 {
         control.started += 1;
         control.pending = false;
-        control.closed |= last;
+        control.closed |= last.is_some();
         let runtime = self.runtime();
         let started = Instant::now();
         let deadline = started + runtime.processing_timeout;
         let cycle = Arc::new(Cycle {
             seq: control.started,
-            last,
             started,
             deadline,
             state: Mutex::new(CycleState::default()),
@@ -214,7 +215,7 @@ impl<S: Store> Core<S> {
         let core = Arc::clone(self);
         let seq = cycle.seq;
         self.pool
-            .spawn(move || cycle::run(&core, partition, &cycle, runtime));
+            .spawn(move || cycle::run(&core, partition, &cycle, runtime, last));
         seq
     }
 
@@ -259,7 +260,7 @@ impl<S: Store> Core<S> {
             control.running = None;
             control.completed = control.completed.max(cycle.seq);
             if control.pending && !control.closed {
-                self.spawn_cycle(partition, &mut control, false);
+                self.spawn_cycle(partition, &mut control, None);
             }
         }
         drop(control);
@@ -291,7 +292,7 @@ impl<S: Store> Core<S> {
         control.running = None;
         control.completed = control.completed.max(cycle.seq);
         if control.pending && !control.closed {
-            self.spawn_cycle(partition, &mut control, false);
+            self.spawn_cycle(partition, &mut control, None);
         }
         drop(control);
         part.notify();
@@ -353,8 +354,22 @@ impl<S: Store> Core<S> {
         }
         // Relaxed: see `check_timeout`.
         let timeouts_before = self.timeouts.load(Ordering::Relaxed);
+        // Close every partition first, so writes are refused from here on; each partition's
+        // final contents are processed after the cycle it may have in flight.
+        let finals: Vec<Vec<S::Out>> = self
+            .partitions
+            .iter()
+            .map(|part| {
+                let mut items = Vec::new();
+                let taken = part.store.close_for_good(&mut items);
+                if self.capacity.is_some() {
+                    part.release(taken);
+                }
+                items
+            })
+            .collect();
         let mut last = Vec::with_capacity(self.partitions.len());
-        for partition in 0..self.partitions.len() {
+        for (partition, items) in finals.into_iter().enumerate() {
             let part = &self.partitions[partition];
             let mut control = part.control();
             loop {
@@ -368,7 +383,7 @@ impl<S: Store> Core<S> {
                     Some(deadline) => control = part.wait(control, deadline),
                 }
             }
-            last.push(self.spawn_cycle(partition, &mut control, true));
+            last.push(self.spawn_cycle(partition, &mut control, Some(items)));
         }
         for (partition, seq) in last.into_iter().enumerate() {
             self.wait_completed(partition, seq);
