@@ -132,6 +132,7 @@ impl<T: Send + 'static> Queue<T> {
     pub fn push(&self, item: T) -> Result<(), crate::PushError<T>> {
         let partition = self.route(&item);
         self.push_to(partition, item)
+            .map_err(|e| self.count_full(partition, e))
     }
 
     /// Appends an item to the partition of `key`: equal keys share a partition, so their
@@ -146,6 +147,7 @@ impl<T: Send + 'static> Queue<T> {
             self.handle.core.partitions.len(),
         );
         self.push_to(partition, item)
+            .map_err(|e| self.count_full(partition, e))
     }
 
     /// Appends items in order. Past `capacity`, the items that fit are accepted and the error
@@ -160,6 +162,7 @@ impl<T: Send + 'static> Queue<T> {
         }
         let partition = routing::by_thread(self.handle.core.partitions.len());
         self.push_vec_to(partition, items)
+            .map_err(|e| self.count_full(partition, e))
     }
 
     /// Items buffered and not yet taken by a tick.
@@ -214,7 +217,7 @@ impl<T: Send + 'static> Queue<T> {
         let part = &core.partitions[partition];
         if let Some(capacity) = core.capacity {
             if part.reserve(capacity, 1) == 0 {
-                return Err(self.refuse(partition, 1, item));
+                return Err(self.refuse(item));
             }
         }
         match part.store.push(item) {
@@ -255,8 +258,7 @@ impl<T: Send + 'static> Queue<T> {
                 if refused.is_empty() {
                     Ok(())
                 } else {
-                    let n = refused.len();
-                    Err(self.refuse(partition, n, refused))
+                    Err(self.refuse(refused))
                 }
             }
             Err(()) => {
@@ -271,36 +273,51 @@ impl<T: Send + 'static> Queue<T> {
     }
 
     /// `push_many` with a `partition_by` router: item by item, keeping the refused in order.
+    /// A `Full` outcome counts as one refused write, on the partition that refused first.
     fn push_each(&self, items: Vec<T>) -> Result<(), crate::PushError<Vec<T>>> {
         let mut refused = Vec::new();
         let mut stopped = false;
+        let mut first_full = None;
         for item in items {
-            match self.push(item) {
+            let partition = self.route(&item);
+            match self.push_to(partition, item) {
                 Ok(()) => {}
-                Err(crate::PushError::Full(item)) => refused.push(item),
+                Err(crate::PushError::Full(item)) => {
+                    first_full.get_or_insert(partition);
+                    refused.push(item);
+                }
                 Err(crate::PushError::Stopped(item)) => {
                     stopped = true;
                     refused.push(item);
                 }
             }
         }
-        match (refused.is_empty(), stopped) {
-            (true, _) => Ok(()),
-            (false, true) => Err(crate::PushError::Stopped(refused)),
-            (false, false) => Err(crate::PushError::Full(refused)),
+        match (refused.is_empty(), stopped, first_full) {
+            (true, _, _) => Ok(()),
+            (false, true, _) | (false, false, None) => Err(crate::PushError::Stopped(refused)),
+            (false, false, Some(partition)) => {
+                Err(self.count_full(partition, crate::PushError::Full(refused)))
+            }
         }
     }
 
-    /// The error for `n` writes refused for capacity: `Stopped` once the buffer is stopped
-    /// (not counted), `Full` otherwise (counted and reported).
-    fn refuse<V>(&self, partition: usize, n: usize, value: V) -> crate::PushError<V> {
-        let core = &*self.handle.core;
-        if core.is_stopped() {
+    /// The error for a write refused for capacity: `Stopped` once the buffer is stopped,
+    /// `Full` otherwise.
+    fn refuse<V>(&self, value: V) -> crate::PushError<V> {
+        if self.handle.core.is_stopped() {
             crate::PushError::Stopped(value)
         } else {
-            core.rejected(partition, n);
             crate::PushError::Full(value)
         }
+    }
+
+    /// Counts a `Full` error about to be returned: one refused write, reported in the
+    /// partition's next `Rejected` event, so their counts sum to the `Full` errors returned.
+    fn count_full<V>(&self, partition: usize, error: crate::PushError<V>) -> crate::PushError<V> {
+        if let crate::PushError::Full(_) = &error {
+            self.handle.core.rejected(partition);
+        }
+        error
     }
 }
 

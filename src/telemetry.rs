@@ -161,7 +161,8 @@ pub struct ProcessingFailed<'a> {
     pub reason: &'a FailureReason,
 }
 
-/// Writes refused with `PushError::Full` since the partition's previous report.
+/// Writes refused with `PushError::Full` since the partition's previous report: one per
+/// error returned, so the counts of all `Rejected` events sum to the `Full` errors returned.
 #[derive(Debug, Clone)]
 pub struct Rejected<'a> {
     /// The buffer's name.
@@ -202,7 +203,8 @@ pub struct Stats {
     pub processed: u64,
     /// Items lost in a failed batch: a panic, an `Err`, or a timeout.
     pub failed: u64,
-    /// Writes refused with `PushError::Full`.
+    /// Writes refused with `PushError::Full`: one per error returned (a `push_many` refused
+    /// in part counts once).
     pub rejected: u64,
     /// Partition processing cycles started.
     pub ticks: u64,

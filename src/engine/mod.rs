@@ -6,13 +6,23 @@ pub(crate) mod scheduler;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::options::{Error, OptionsUpdate, Resolved, RuntimeOptions};
 use crate::partition::{Cycle, CycleState, Partition, Store};
 use crate::processor::Processor;
 use crate::telemetry::{self, Event, FailureReason, Stats, StopReason, Telemetry};
 use scheduler::{Engine, Scheduled, TimerKind};
+
+/// `at + duration`, saturating: any duration is a valid option (`Duration::MAX` means
+/// "practically never"), but an `Instant` cannot hold every sum.
+fn after(at: Instant, duration: Duration) -> Instant {
+    /// About 136 years: far enough to mean never, near enough for any clock to hold.
+    const NEVER: Duration = Duration::from_secs(u32::MAX as u64);
+    at.checked_add(duration.min(NEVER))
+        .or_else(|| at.checked_add(Duration::from_secs(24 * 3600)))
+        .unwrap_or(at)
+}
 
 /// Sorts a partition's drained items before batching.
 pub(crate) type Sorter<O> = Box<dyn Fn(&mut Vec<O>) + Send + Sync>;
@@ -88,10 +98,10 @@ impl<S: Store> Core<S> {
         engine.register(
             core.engine_id,
             weak,
-            now + runtime.processing_interval,
+            after(now, runtime.processing_interval),
             runtime
                 .drain_threshold
-                .map(|_| now + runtime.drain_check_interval),
+                .map(|_| after(now, runtime.drain_check_interval)),
         );
         Ok(core)
     }
@@ -126,13 +136,11 @@ impl<S: Store> Core<S> {
         self.telemetry.stats(self.len())
     }
 
-    /// A write was refused for capacity.
-    pub(crate) fn rejected(&self, partition: usize, n: usize) {
+    /// A write was refused for capacity (one `PushError::Full` returned).
+    pub(crate) fn rejected(&self, partition: usize) {
         // Relaxed: a statistic.
-        self.telemetry
-            .rejected
-            .fetch_add(n as u64, Ordering::Relaxed);
-        self.partitions[partition].count_rejected(n as u64);
+        self.telemetry.rejected.fetch_add(1, Ordering::Relaxed);
+        self.partitions[partition].count_rejected(1);
     }
 
     /// A write made `partition` grow: if it now holds `drain_threshold` items, ask the
@@ -162,8 +170,9 @@ impl<S: Store> Core<S> {
             let now = Instant::now();
             self.engine.reschedule(
                 self.id(),
-                now + new.processing_interval,
-                new.drain_threshold.map(|_| now + new.drain_check_interval),
+                after(now, new.processing_interval),
+                new.drain_threshold
+                    .map(|_| after(now, new.drain_check_interval)),
             );
         }
         Ok(())
@@ -202,7 +211,7 @@ impl<S: Store> Core<S> {
         control.closed |= last.is_some();
         let runtime = self.runtime();
         let started = Instant::now();
-        let deadline = started + runtime.processing_timeout;
+        let deadline = after(started, runtime.processing_timeout);
         let cycle = Arc::new(Cycle {
             seq: control.started,
             started,
@@ -430,7 +439,7 @@ impl<S: Store> Scheduled for Core<S> {
                 for partition in 0..self.partitions.len() {
                     self.request_cycle(partition, false);
                 }
-                Some(now + self.runtime().processing_interval)
+                Some(after(now, self.runtime().processing_interval))
             }
             TimerKind::DrainCheck => {
                 let runtime = self.runtime();
@@ -440,7 +449,7 @@ impl<S: Store> Scheduled for Core<S> {
                         self.request_cycle(partition, false);
                     }
                 }
-                Some(now + runtime.drain_check_interval)
+                Some(after(now, runtime.drain_check_interval))
             }
             TimerKind::Drain(partition) => {
                 self.request_cycle(partition, false);
