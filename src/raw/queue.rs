@@ -269,6 +269,10 @@ impl<T: Send + 'static> Segments<T> {
         let _guard = epoch::pin();
         // Acquire: pairs with the Release swap that published this head.
         let head = self.current.load(Ordering::Acquire);
+        if ptr::eq(head, self.tombstone) {
+            // Refused pushes count on the tombstone's claims, but it never holds an item.
+            return true;
+        }
         // SAFETY: as in `len`.
         let claimed = unsafe { &*head }.claimed.load(Ordering::Relaxed);
         claimed & !CLOSED == 0
@@ -512,6 +516,7 @@ mod tests {
         assert_eq!(segments.close_for_good(&mut out), 1);
         assert_eq!(out, vec![1]);
         assert_eq!(segments.push(2), Err(2));
+        assert!(segments.is_empty());
         let mut rest = vec![3, 4].into_iter();
         assert!(segments.extend(&mut rest).is_err());
         assert_eq!(rest.collect::<Vec<_>>(), vec![3, 4]);
