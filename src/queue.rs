@@ -13,6 +13,8 @@ use crate::raw::queue::Segments;
 use crate::routing;
 use crate::telemetry::{Stats, StopReason};
 use crate::DefaultHashBuilder;
+#[cfg(test)]
+use crate::PushError;
 
 /// Routes an item to a partition by a hash of a key derived from it.
 type Router<T> = Box<dyn Fn(&T) -> u64 + Send + Sync>;
@@ -398,5 +400,60 @@ impl<T: Send + 'static> QueueBuilder<T> {
                 keys: DefaultHashBuilder::default(),
             }),
         })
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// The whole path once, small enough for Miri: push, push_many, flush, stop, refusal.
+    #[test]
+    fn push_flush_stop_round_trip() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let queue = Queue::<u32>::builder()
+            .partitions(2)
+            .processing_batch_size(3)
+            .processor(move |batch: Vec<u32>| {
+                assert!(!batch.is_empty() && batch.len() <= 3);
+                sink.lock().expect("sink lock").extend(batch);
+            })
+            .start()
+            .expect("valid options");
+        for i in 0..5 {
+            queue.push(i).expect("running");
+        }
+        queue.push_many(5..9).expect("running");
+        queue.flush().expect("flush");
+        assert_eq!(*seen.lock().expect("sink lock"), (0..9).collect::<Vec<_>>());
+        queue.push(9).expect("running");
+        queue.stop().expect("stop");
+        assert_eq!(queue.push(10).map_err(PushError::into_inner), Err(10));
+        assert_eq!(seen.lock().expect("sink lock").len(), 10);
+        let stats = queue.stats();
+        assert_eq!((stats.processed, stats.buffered, stats.failed), (10, 0, 0));
+    }
+
+    /// Capacity and its refusals, and an item returned by `push_many` past capacity.
+    #[test]
+    fn capacity_refuses_and_returns_items() {
+        let queue = Queue::<u32>::builder()
+            .partitions(1)
+            .capacity(2)
+            .processor(|_: Vec<u32>| {})
+            .start()
+            .expect("valid options");
+        queue.push(1).expect("room");
+        match queue.push_many([2, 3, 4]) {
+            Err(PushError::Full(rest)) => assert_eq!(rest, vec![3, 4]),
+            other => panic!("expected Full, got {other:?}"),
+        }
+        assert_eq!(queue.len(), 2);
+        assert_eq!(queue.stats().rejected, 1);
+        queue.flush().expect("flush");
+        queue.push(5).expect("room again after the tick");
+        queue.stop().expect("stop");
     }
 }
