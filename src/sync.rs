@@ -8,14 +8,14 @@
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{
-    atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering},
-    Arc, Mutex,
+    atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering},
+    Mutex,
 };
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
-    atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering},
-    Arc, Mutex,
+    atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering},
+    Mutex,
 };
 
 /// Gives up the processor while waiting for another thread to finish a short step (a writer
@@ -60,7 +60,3 @@ impl<T> UnsafeCell<T> {
         f(self.0.get())
     }
 }
-
-/// Epoch-based reclamation. crossbeam-epoch switches itself to loom's primitives under
-/// `--cfg crossbeam_loom` (set together with `--cfg loom`, see the README).
-pub(crate) use crossbeam_epoch as epoch;

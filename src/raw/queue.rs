@@ -2,61 +2,67 @@
 //!
 //! # Shape
 //!
-//! A *storage* is a chain of [`Block`]s; its first block (the *head*) also carries the chain's
-//! `tail` hint. The partition holds one atomic pointer, `current`, to the head of the storage
-//! writers fill now.
+//! A partition has two *storages* and one atomic *claim word*. The word holds the current
+//! storage's generation and the number of slots claimed in it; generation `g` fills storage
+//! `g % 2`. A storage is a chain of [`Block`]s of [`Block::CAP`] slots.
 //!
-//! * **Push** (any number of writers): pin the epoch, load `current`, load its `tail`, claim a
-//!   slot with one `fetch_add` on the block's `claimed` counter, write the value, set the
-//!   slot's `ready` flag. No lock, no CAS retry loop: the only CAS is the rare link of a new
-//!   block when one fills (once per [`Block::CAP`] items).
-//! * **Take** (one taker at a time, the partition's processing cycle): swap a fresh storage
-//!   into `current`, then *close* every block of the old one with `fetch_or(CLOSED)`. A claim
-//!   ordered before the close is counted in the value the close returns, so the taker knows
-//!   exactly which slots were claimed; it waits for each one's `ready` flag (the grace period:
-//!   a writer that loaded the old pointer finishes its one slot write) and reads it. A claim
-//!   ordered after the close sees `CLOSED` and goes to the new storage. Writers never wait
-//!   for a tick; the taker waits at most for writers already inside their push.
-//! * **Reclamation**: a writer that loaded the old storage may still touch its blocks (a
-//!   `fetch_add` that will see `CLOSED`) after the taker is done, so drained blocks are
-//!   retired through crossbeam-epoch and only return to the partition's block pool once no
-//!   pinned writer can hold them. Recycled blocks make a steady state allocate nothing.
+//! * **Push** (any number of writers): one `fetch_add` on the claim word both picks the
+//!   storage (the generation) and claims slot `n` in it. The writer finds block `n / CAP`
+//!   through the storage's tail hint (linking it first if nobody has yet, with one CAS: the
+//!   only CAS, once per block), writes the value and sets the slot's `ready` flag. No lock,
+//!   no retry loop, no epoch pin.
+//! * **Take** (one taker at a time, the partition's processing cycle): prepare the other
+//!   storage (an empty head block), then *swap* the claim word to the next generation with
+//!   zero claims. The swap returns exactly how many slots were claimed in the old
+//!   generation: every claim is ordered before the swap (counted, in the old storage) or
+//!   after it (in the new one). The taker then waits for each counted slot's `ready` flag:
+//!   that is the grace period, bounded by writers finishing the one slot write they are in
+//!   the middle of. Writers never wait for a tick.
+//! * **Reclamation**: a writer touches a storage only between its claim and its `ready`
+//!   store, and the taker waits for every claim of the old generation, so once the last
+//!   `ready` flag is seen the old storage belongs to the taker alone: it recycles the blocks
+//!   at once, with no deferred reclamation. A stale writer cannot exist: the claim that
+//!   names a storage is the same atomic operation that the swap orders.
 //!
-//! Why crossbeam-epoch rather than seize: we retire whole blocks, rarely (a few per tick),
-//! so seize's per-object reference counting buys nothing, while crossbeam-epoch's `pin` is a
-//! thread-local counter and one fence, and it runs under loom (`--cfg crossbeam_loom`), which
-//! the models in `loom-tests/` need.
+//! Why not crossbeam-epoch or seize: an earlier version claimed slots on the block and kept
+//! blocks alive for stale writers with a crossbeam-epoch pin per push. The pin cost about
+//! 4 ns of a 9 ns push (see PERFORMANCE.md) and the design above needs no reclamation
+//! scheme at all: the generation in the claim word is a two-epoch scheme specialised to a
+//! single taker, whose grace period is the wait for claimed slots.
 
 use core::mem::MaybeUninit;
 use core::ptr;
 
-use crate::sync::epoch::{self, Guard};
-use crate::sync::{
-    spin_wait, Arc, AtomicBool, AtomicPtr, AtomicUsize, Mutex, Ordering, UnsafeCell,
-};
+use crossbeam_utils::CachePadded;
 
-/// Set in `Block::claimed` once the taker closed the block: claims that see it go elsewhere.
-const CLOSED: usize = 1 << (usize::BITS - 1);
+use crate::sync::{spin_wait, AtomicBool, AtomicPtr, AtomicU64, Mutex, Ordering, UnsafeCell};
+
+/// Bits of the claim word that count claimed slots (up to 2^40 items per tick).
+const CLAIMS: u64 = (1 << 40) - 1;
+/// The first bit of the generation in the claim word.
+const GENERATION_SHIFT: u32 = 40;
+/// One generation step in the claim word.
+const GENERATION: u64 = 1 << GENERATION_SHIFT;
+/// Set once the store is closed for good: claims that see it are refused.
+const CLOSED: u64 = 1 << 63;
 
 /// Blocks kept for reuse per partition; more than this are freed.
 const POOL_LIMIT: usize = 64;
 
-/// A run of slots. Lives in a storage chain, then in the pool, then in a chain again.
+/// A run of slots in a storage's chain; recycled through the pool.
 struct Block<T> {
-    /// Slots claimed so far (may exceed `CAP` when writers overflow), plus `CLOSED`.
-    claimed: AtomicUsize,
-    /// The next block of the chain; linked once by a writer that overflowed this one.
+    /// Position of the block in its chain: it holds slots `index * CAP ..`.
+    index: u64,
+    /// The next block of the chain, linked by the first writer that needs it.
     next: AtomicPtr<Block<T>>,
-    /// In a head block: the last block known to be linked (a hint, only ever moves forward).
-    tail: AtomicPtr<Block<T>>,
     /// `ready[i]` is set once `values[i]` is written.
     ready: Box<[AtomicBool]>,
     values: Box<[UnsafeCell<MaybeUninit<T>>]>,
 }
 
 impl<T> Block<T> {
-    /// Slots per block: about 16 KiB of values, between 16 and 1024 slots. Small under loom
-    /// and Miri so that the models cross block boundaries.
+    /// Slots per block: a power of two, about 16 KiB of values, between 16 and 1024 slots.
+    /// Small under loom and Miri so that the models cross block boundaries.
     const CAP: usize = if cfg!(loom) {
         2
     } else if cfg!(miri) {
@@ -67,87 +73,49 @@ impl<T> Block<T> {
         } else {
             core::mem::size_of::<T>()
         };
-        let n = 16 * 1024 / size;
-        if n < 16 {
-            16
-        } else if n > 1024 {
+        let fit = 16 * 1024 / size;
+        if fit >= 1024 {
             1024
+        } else if fit < 16 {
+            16
         } else {
-            n
+            // The largest power of two not above `fit`.
+            1 << (usize::BITS - 1 - fit.leading_zeros())
         }
     };
 
-    fn new(cap: usize, claimed: usize) -> Box<Self> {
+    /// `log2(CAP)`: slot `n` is in block `n >> SHIFT`.
+    const SHIFT: u32 = Self::CAP.trailing_zeros();
+
+    fn new() -> Box<Self> {
         Box::new(Block {
-            claimed: AtomicUsize::new(claimed),
+            index: 0,
             next: AtomicPtr::new(ptr::null_mut()),
-            tail: AtomicPtr::new(ptr::null_mut()),
-            ready: (0..cap).map(|_| AtomicBool::new(false)).collect(),
-            values: (0..cap)
+            ready: (0..Self::CAP).map(|_| AtomicBool::new(false)).collect(),
+            values: (0..Self::CAP)
                 .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
                 .collect(),
         })
     }
 }
 
-/// Drained blocks waiting for reuse. Shared with the epoch's deferred functions, which may run
-/// after the storage itself is gone.
-struct Pool<T> {
-    // Boxed: blocks go in and out of the pool as `Box::into_raw` pointers; moving them out of
-    // their allocation and back would cost an allocation per reuse.
-    #[allow(clippy::vec_box)]
-    blocks: Mutex<Vec<Box<Block<T>>>>,
+/// One of a partition's two storages: a chain of blocks.
+struct Storage<T> {
+    /// The first block; set by the taker before the generation that uses it is published.
+    head: AtomicPtr<Block<T>>,
+    /// The last block known to be linked (a hint that only moves forward).
+    tail: AtomicPtr<Block<T>>,
 }
-
-impl<T> Pool<T> {
-    /// A block ready to be the head or the next block of a storage: open, empty, unlinked.
-    /// The caller publishes it with a release operation.
-    fn take(&self) -> *mut Block<T> {
-        let recycled = self.blocks.lock().ok().and_then(|mut blocks| blocks.pop());
-        let block = match recycled {
-            Some(block) => {
-                // Relaxed: the block is private to this thread until published (Release).
-                block.claimed.store(0, Ordering::Relaxed);
-                block.next.store(ptr::null_mut(), Ordering::Relaxed);
-                block.tail.store(ptr::null_mut(), Ordering::Relaxed);
-                block
-            }
-            None => Block::new(Block::<T>::CAP, 0),
-        };
-        let raw = Box::into_raw(block);
-        // Relaxed: same as above, the block is still private.
-        // SAFETY: `raw` comes from `Box::into_raw` just above and is not shared yet.
-        unsafe { (*raw).tail.store(raw, Ordering::Relaxed) };
-        raw
-    }
-
-    /// Keeps a drained block (all `ready` flags clear, no live value) for reuse.
-    fn put(&self, block: Box<Block<T>>) {
-        if let Ok(mut blocks) = self.blocks.lock() {
-            if blocks.len() < POOL_LIMIT {
-                blocks.push(block);
-            }
-        }
-    }
-}
-
-/// Moves a raw block pointer into an epoch-deferred function.
-struct Retired<T>(*mut Block<T>);
-
-// SAFETY: a retired block is owned by the deferred function alone (no thread reads its values
-// any more), and the values it held were moved out; sending it sends nothing shared but the
-// atomics, which are `Send`.
-unsafe impl<T: Send> Send for Retired<T> {}
 
 /// A partition's lock-free store: many concurrent writers, one taker at a time.
 pub struct Segments<T> {
-    /// Head block of the storage writers fill now, or `tombstone` once closed for good.
-    current: AtomicPtr<Block<T>>,
-    /// A block that is always closed: installed by [`Segments::close_for_good`].
-    tombstone: *mut Block<T>,
-    /// Serializes takers: each storage is drained by exactly one of them.
+    /// Generation (bits 40..63) | `CLOSED` | slots claimed in the current generation.
+    claims: CachePadded<AtomicU64>,
+    storages: [Storage<T>; 2],
+    /// Serializes takers: each generation is drained by exactly one of them.
     taker: Mutex<()>,
-    pool: Arc<Pool<T>>,
+    /// Drained blocks waiting for reuse.
+    pool: Mutex<Vec<Box<Block<T>>>>,
 }
 
 // SAFETY: values of `T` move between threads (written by a producer, read by the taker), so
@@ -161,124 +129,113 @@ unsafe impl<T: Send> Sync for Segments<T> {}
 /// What a successful push observed, for the caller's cheap follow-ups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pushed {
-    /// The push linked a new block to the storage.
+    /// The push opened a new block: the storage grew by one block of slots.
     pub grew: bool,
 }
 
-impl<T: Send + 'static> Segments<T> {
+impl<T: Send> Default for Segments<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Send> Segments<T> {
+    /// An open store: generation 0, storage 0 ready with an empty head block.
     pub fn new() -> Self {
-        let pool = Arc::new(Pool {
-            blocks: Mutex::new(Vec::new()),
-        });
+        let head = Box::into_raw(Block::new());
         Segments {
-            current: AtomicPtr::new(pool.take()),
-            tombstone: Box::into_raw(Block::new(0, CLOSED)),
+            claims: CachePadded::new(AtomicU64::new(0)),
+            storages: [
+                Storage {
+                    head: AtomicPtr::new(head),
+                    tail: AtomicPtr::new(head),
+                },
+                Storage {
+                    head: AtomicPtr::new(ptr::null_mut()),
+                    tail: AtomicPtr::new(ptr::null_mut()),
+                },
+            ],
             taker: Mutex::new(()),
-            pool,
+            pool: Mutex::new(Vec::new()),
         }
     }
 
     /// Appends one item. `Err` gives it back once the store is closed for good.
+    #[inline]
     pub fn push(&self, item: T) -> Result<Pushed, T> {
-        let mut item = Some(item);
-        let mut grew = false;
-        let guard = epoch::pin();
-        loop {
-            let (head, block) = self.tail(&guard);
-            // Acquire: pairs with the taker's AcqRel `fetch_or(CLOSED)`, so a writer that sees
-            // CLOSED also sees the swapped `current` on its next load.
-            let idx = block.claimed.fetch_add(1, Ordering::Acquire);
-            if idx & CLOSED != 0 {
-                if ptr::eq(block, self.tombstone) {
-                    return Err(item.take().expect("item is present until written"));
-                }
-                continue;
-            }
-            if idx < Block::<T>::CAP {
-                let item = item.take().expect("item is present until written");
-                // SAFETY: (1) `idx` was handed to this thread alone by the `fetch_add`;
-                // (2) the block was open at the claim, so the taker counts this slot and waits
-                // for `ready[idx]` before reading, and nobody else reads or writes it;
-                // (3) the block is not recycled while `guard` is pinned.
-                unsafe { block.values[idx].with_mut(|cell| (*cell).write(item)) };
-                // Release: pairs with the taker's Acquire load of `ready[idx]`, publishing the
-                // value written just above.
-                block.ready[idx].store(true, Ordering::Release);
-                return Ok(Pushed { grew });
-            }
-            grew |= self.link_next(head, block);
+        // Acquire: pairs with the taker's Release swap of the word, so the storage of the
+        // generation read here (its head and tail) is initialized for this thread.
+        let word = self.claims.fetch_add(1, Ordering::Acquire);
+        if word & CLOSED != 0 {
+            return Err(item);
         }
+        let slot = word & CLAIMS;
+        let storage = &self.storages[storage_of(word)];
+        let block = self.block(storage, slot >> Block::<T>::SHIFT);
+        let idx = (slot as usize) & (Block::<T>::CAP - 1);
+        // SAFETY: (1) slot `slot` of this generation was handed to this thread alone by the
+        // `fetch_add`; (2) the taker of the generation counted it and waits for its `ready`
+        // flag before reading it or recycling the block, so the block is alive and nobody
+        // else accesses the cell; (3) `idx < CAP`, the length of `values`.
+        unsafe { block.values[idx].with_mut(|cell| (*cell).write(item)) };
+        // Release: pairs with the taker's Acquire load of `ready[idx]`, publishing the value
+        // written just above. It is this writer's last access to the storage.
+        block.ready[idx].store(true, Ordering::Release);
+        Ok(Pushed {
+            grew: idx == 0 && slot != 0,
+        })
     }
 
-    /// Appends every item of `items`, in order, claiming as many slots as fit in one
-    /// `fetch_add` per block. On `Err`, the items not appended are still in `items`.
+    /// Appends every item of `items`, in order, with one claim for all of them. On `Err`
+    /// (closed for good) nothing was appended and the items are still in `items`.
     pub fn extend(&self, items: &mut std::vec::IntoIter<T>) -> Result<Pushed, ()> {
+        let count = items.len() as u64;
+        if count == 0 {
+            return Ok(Pushed { grew: false });
+        }
+        // Acquire: as in `push`.
+        let word = self.claims.fetch_add(count, Ordering::Acquire);
+        if word & CLOSED != 0 {
+            return Err(());
+        }
+        let first = word & CLAIMS;
+        let storage = &self.storages[storage_of(word)];
+        let mut slot = first;
+        let mut block = self.block(storage, slot >> Block::<T>::SHIFT);
         let mut grew = false;
-        let guard = epoch::pin();
-        while items.len() > 0 {
-            let (head, block) = self.tail(&guard);
-            let want = items.len();
-            // Acquire: as in `push`.
-            let first = block.claimed.fetch_add(want, Ordering::Acquire);
-            if first & CLOSED != 0 {
-                if ptr::eq(block, self.tombstone) {
-                    return Err(());
-                }
-                continue;
+        for item in items.by_ref() {
+            let idx = (slot as usize) & (Block::<T>::CAP - 1);
+            if idx == 0 && slot != first {
+                block = self.block(storage, slot >> Block::<T>::SHIFT);
             }
-            let end = Block::<T>::CAP.min(first.saturating_add(want));
-            for idx in first..end {
-                let Some(item) = items.next() else { break };
-                // SAFETY: as in `push`: `first..end` was claimed by this thread alone on an
-                // open block, which stays allocated while `guard` is pinned.
-                unsafe { block.values[idx].with_mut(|cell| (*cell).write(item)) };
-                // Release: pairs with the taker's Acquire load of `ready[idx]`.
-                block.ready[idx].store(true, Ordering::Release);
-            }
-            if items.len() > 0 {
-                // The claim ran past the block's end: it is full and the next one must exist
-                // (the taker waits for it, having seen `claimed > CAP`).
-                grew |= self.link_next(head, block);
-            }
+            grew |= idx == 0 && slot != 0;
+            // SAFETY: as in `push`: slots `first..first + count` were claimed by this thread
+            // alone, and the taker waits for each of them; `idx < CAP`.
+            unsafe { block.values[idx].with_mut(|cell| (*cell).write(item)) };
+            // Release: pairs with the taker's Acquire load of `ready[idx]`.
+            block.ready[idx].store(true, Ordering::Release);
+            slot += 1;
         }
         Ok(Pushed { grew })
     }
 
-    /// Items claimed in the current storage: exact when no push is in flight.
+    /// Items claimed in the current generation: exact when no push is in flight.
     pub fn len(&self) -> usize {
-        let guard = epoch::pin();
-        // Acquire: pairs with the Release swap that published this head.
-        let mut block = self.current.load(Ordering::Acquire);
-        let mut len = 0;
-        while !block.is_null() {
-            // SAFETY: blocks reachable from `current` are not recycled while `guard` is pinned
-            // (they are retired only after being unlinked by a take, through this epoch).
-            let b = unsafe { &*block };
-            // Relaxed: a count; `len` promises nothing about items in flight.
-            let claimed = b.claimed.load(Ordering::Relaxed) & !CLOSED;
-            len += claimed.min(b.values.len());
-            // Acquire: pairs with the AcqRel CAS that linked the next block.
-            block = b.next.load(Ordering::Acquire);
+        // Relaxed: a count; `len` promises nothing about pushes in flight.
+        let word = self.claims.load(Ordering::Relaxed);
+        if word & CLOSED != 0 {
+            0
+        } else {
+            (word & CLAIMS) as usize
         }
-        drop(guard);
-        len
     }
 
-    /// True when nothing was claimed in the current storage.
+    /// True when nothing was claimed in the current generation.
     pub fn is_empty(&self) -> bool {
-        let _guard = epoch::pin();
-        // Acquire: pairs with the Release swap that published this head.
-        let head = self.current.load(Ordering::Acquire);
-        if ptr::eq(head, self.tombstone) {
-            // Refused pushes count on the tombstone's claims, but it never holds an item.
-            return true;
-        }
-        // SAFETY: as in `len`.
-        let claimed = unsafe { &*head }.claimed.load(Ordering::Relaxed);
-        claimed & !CLOSED == 0
+        self.len() == 0
     }
 
-    /// Swaps a fresh storage in and appends everything of the old one to `out`, in claim
+    /// Swaps the next generation in and appends everything of the old one to `out`, in claim
     /// order. Returns how many items were taken. After [`Segments::close_for_good`], takes
     /// nothing.
     pub fn take(&self, out: &mut Vec<T>) -> usize {
@@ -296,173 +253,233 @@ impl<T: Send + 'static> Segments<T> {
             .taker
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        // Relaxed: only takers store `current`, and they are serialized by `taker`.
-        if ptr::eq(self.current.load(Ordering::Relaxed), self.tombstone) {
+        // Relaxed: only takers change the generation and `CLOSED`, and they are serialized
+        // by `taker`; the claim count read here is not used.
+        let word = self.claims.load(Ordering::Relaxed);
+        if word & CLOSED != 0 {
             return 0;
         }
-        let fresh = if for_good {
-            self.tombstone
+        let next = (word & !CLAIMS).wrapping_add(GENERATION) & !CLOSED;
+        let next = if for_good {
+            next | CLOSED
         } else {
-            self.pool.take()
+            // The next generation's storage was drained by the previous take (or never used):
+            // give it an empty head block before publishing it.
+            let head = self.fresh_block(0);
+            let storage = &self.storages[storage_of(next)];
+            // Relaxed: published to writers by the Release swap below.
+            storage.head.store(head, Ordering::Relaxed);
+            storage.tail.store(head, Ordering::Relaxed);
+            next
         };
-        // AcqRel: Release publishes the fresh block's initialization to writers' Acquire
-        // loads of `current`; Acquire pairs with the previous swap's Release.
-        let old = self.current.swap(fresh, Ordering::AcqRel);
-        let guard = epoch::pin();
-        // SAFETY: `old` was swapped out under `taker`, so this thread is the only taker of it;
-        // it is not the tombstone (checked above).
-        unsafe { self.drain(old, out, &guard) }
+        // AcqRel: Release publishes the fresh storage to writers whose Acquire claim reads
+        // the new word; Acquire orders the drain after every claim counted in `old`.
+        let old = self.claims.swap(next, Ordering::AcqRel);
+        let claimed = old & CLAIMS;
+        // SAFETY: the swap ended generation `old`: its storage receives no new claim, this
+        // thread is its only taker (`taker` is held), and `claimed` counts its claims.
+        unsafe { self.drain(&self.storages[storage_of(old)], claimed, out) }
     }
 
-    /// Loads the current head and its tail block.
-    fn tail<'g>(&self, _guard: &'g Guard) -> (&'g Block<T>, &'g Block<T>) {
-        // Acquire: pairs with the taker's Release swap, so the head's initialization is seen.
-        let head = self.current.load(Ordering::Acquire);
-        // SAFETY: `current` always points to a live head block (or the tombstone, freed only in
-        // `Drop`); a head swapped out meanwhile is retired through the epoch that `_guard`
-        // pins, so it stays allocated for `'g`.
-        let head = unsafe { &*head };
-        // Acquire: pairs with the Release CAS in `link_next` that moved the tail.
-        let tail = head.tail.load(Ordering::Acquire);
-        if tail.is_null() {
-            // Only the tombstone has no tail: it is its own (always closed) tail block.
-            return (head, head);
-        }
-        // SAFETY: a non-null tail is a block of the same chain, linked before the head was
-        // published or by `link_next`, and protected by the same guard.
+    /// The block of `storage` holding slots `index * CAP ..`: the tail, almost always.
+    #[inline]
+    fn block(&self, storage: &Storage<T>, index: u64) -> &Block<T> {
+        // Acquire: pairs with the Release that published the tail (the taker's swap of the
+        // claim word for the head, the CAS in `find_block` for later blocks).
+        let tail = storage.tail.load(Ordering::Acquire);
+        // SAFETY: the caller holds an unwritten claim in this storage's generation, so the
+        // taker has not recycled any of its blocks, and the tail hint points to a linked block.
         let block = unsafe { &*tail };
-        (head, block)
+        if block.index == index {
+            block
+        } else {
+            self.find_block(storage, tail, index)
+        }
     }
 
-    /// Links a next block after the full `block` (or finds the one another writer linked) and
-    /// moves the head's tail hint to it. Returns whether this call linked a new block.
-    fn link_next(&self, head: &Block<T>, block: &Block<T>) -> bool {
-        // Acquire: pairs with the AcqRel CAS that linked it, so its initialization is seen.
-        let mut next = block.next.load(Ordering::Acquire);
-        let mut linked = false;
-        if next.is_null() {
-            let fresh = self.pool.take();
-            // AcqRel: Release publishes the fresh block to writers and to the taker (which
-            // Acquire-loads `next`); Acquire on failure sees the winner's block.
-            match block.next.compare_exchange(
-                ptr::null_mut(),
-                fresh,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    next = fresh;
-                    linked = true;
-                }
-                Err(winner) => {
-                    // SAFETY: `fresh` came from `Pool::take` and was never published.
-                    self.pool.put(unsafe { Box::from_raw(fresh) });
-                    next = winner;
+    /// The block `index` of `storage`, linking blocks up to it if nobody has yet, from the
+    /// tail hint `block`.
+    #[cold]
+    fn find_block(&self, storage: &Storage<T>, mut block: *mut Block<T>, index: u64) -> &Block<T> {
+        loop {
+            // SAFETY: as in `block`: the caller's claim keeps the chain alive; the tail hint and
+            // every `next` point to linked blocks of the chain.
+            let current = unsafe { &*block };
+            if current.index == index {
+                return current;
+            }
+            if current.index > index {
+                return self.walk(storage, index);
+            }
+            // Acquire: pairs with the AcqRel CAS that linked it.
+            let mut next = current.next.load(Ordering::Acquire);
+            if next.is_null() {
+                let fresh = self.fresh_block(current.index + 1);
+                // AcqRel: Release publishes the fresh block to other writers and to the taker
+                // (which Acquire-load `next`); Acquire on failure sees the winner's block.
+                match current.next.compare_exchange(
+                    ptr::null_mut(),
+                    fresh,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => next = fresh,
+                    Err(winner) => {
+                        // SAFETY: `fresh` came from `fresh_block` and was never published.
+                        self.recycle(unsafe { Box::from_raw(fresh) });
+                        next = winner;
+                    }
                 }
             }
+            // Release: pairs with the Acquire load of `tail` above. Failure means another
+            // writer moved the hint already, which is as good.
+            let _ =
+                storage
+                    .tail
+                    .compare_exchange(block, next, Ordering::Release, Ordering::Relaxed);
+            block = next;
         }
-        // Release: pairs with the Acquire load of `tail` in `Segments::tail`. A failure means
-        // another writer moved it already, which is as good.
-        let _ = head.tail.compare_exchange(
-            block as *const Block<T> as *mut Block<T>,
-            next,
-            Ordering::Release,
-            Ordering::Relaxed,
-        );
-        linked
     }
 
-    /// Closes every block of a swapped-out storage, waits for its claimed slots, moves their
-    /// values into `out` and retires the blocks.
+    /// The block `index` of `storage`, found from the head: for a writer whose claim is older
+    /// than the tail hint (it was preempted between its claim and its write).
+    #[cold]
+    fn walk(&self, storage: &Storage<T>, index: u64) -> &Block<T> {
+        // Acquire: pairs with the taker's Release swap that published the head.
+        let mut block = storage.head.load(Ordering::Acquire);
+        loop {
+            // SAFETY: as in `block`: the caller's claim keeps the chain alive, and blocks
+            // before the tail are all linked.
+            let current = unsafe { &*block };
+            if current.index == index {
+                return current;
+            }
+            // Acquire: pairs with the AcqRel CAS that linked it.
+            block = current.next.load(Ordering::Acquire);
+        }
+    }
+
+    /// A block ready to be linked at `index`: empty, unlinked, private to the caller until it
+    /// publishes it with a release operation.
+    fn fresh_block(&self, index: u64) -> *mut Block<T> {
+        let recycled = self.pool.lock().ok().and_then(|mut pool| pool.pop());
+        let mut block = recycled.unwrap_or_else(Block::new);
+        block.index = index;
+        Box::into_raw(block)
+    }
+
+    /// Keeps an empty block (every `ready` flag clear, no live value) for reuse.
+    fn recycle(&self, block: Box<Block<T>>) {
+        // Relaxed: the block is private to this thread; its next user publishes it.
+        block.next.store(ptr::null_mut(), Ordering::Relaxed);
+        if let Ok(mut pool) = self.pool.lock() {
+            if pool.len() < POOL_LIMIT {
+                pool.push(block);
+            }
+        }
+    }
+
+    /// Waits for the `claimed` slots of an ended generation, moves their values into `out`
+    /// in slot order, and recycles the storage's blocks.
     ///
     /// # Safety
     ///
-    /// `head` is the head of a storage that was swapped out of `current` by the caller, who is
-    /// its only taker; it is not the tombstone.
-    unsafe fn drain(&self, head: *mut Block<T>, out: &mut Vec<T>, guard: &Guard) -> usize {
-        let mut taken = 0;
+    /// `storage` belongs to a generation that the caller ended with the claim-word swap that
+    /// returned `claimed`, and the caller is its only taker.
+    unsafe fn drain(&self, storage: &Storage<T>, claimed: u64, out: &mut Vec<T>) -> usize {
+        // Relaxed: the head was stored by this taker (or an earlier one, ordered by `taker`).
+        let head = storage.head.load(Ordering::Relaxed);
+        out.reserve(claimed as usize);
+        // First every value, through shared references: writers of this generation may still
+        // be reading any block of the chain (its `index` and `next`, to find theirs) until
+        // the last of them has set its `ready` flag.
         let mut block = head;
-        loop {
-            // SAFETY: `block` is `head` or a block linked after it; the caller owns the chain's
-            // draining, and writers never free blocks.
-            let b = unsafe { &*block };
-            // AcqRel: the read-modify-write orders every claim of this block before or after
-            // the close; Release pairs with writers' Acquire claims that see CLOSED.
-            let claimed = b.claimed.fetch_or(CLOSED, Ordering::AcqRel) & !CLOSED;
-            let cap = b.values.len();
-            let filled = claimed.min(cap);
-            out.reserve(filled);
+        let mut slot = 0;
+        while slot < claimed {
+            // SAFETY: `block` is the head or was linked after it, and blocks of an unfinished
+            // generation are not recycled (phase two below runs after every claim is ready).
+            let current = unsafe { &*block };
+            let filled = (claimed - slot).min(Block::<T>::CAP as u64) as usize;
             for idx in 0..filled {
                 let mut step = 0;
                 // Acquire: pairs with the writer's Release store after writing the value.
-                while !b.ready[idx].load(Ordering::Acquire) {
+                while !current.ready[idx].load(Ordering::Acquire) {
                     spin_wait(&mut step);
                 }
-                // SAFETY: slot `idx` was claimed before the close and its writer set `ready`,
-                // so the value is initialized; the close stops any other claim of it, and the
-                // flag is cleared below, so it is read exactly once.
-                out.push(unsafe { b.values[idx].with_mut(|cell| (*cell).assume_init_read()) });
-                // Relaxed: nobody else touches the flag of a closed block; the block's reuse is
-                // published through the pool's mutex and a Release link.
-                b.ready[idx].store(false, Ordering::Relaxed);
+                // SAFETY: the slot was claimed in this generation and its writer set `ready`,
+                // so the value is initialized; the flag is cleared below, so it is read once.
+                out.push(unsafe {
+                    current.values[idx].with_mut(|cell| (*cell).assume_init_read())
+                });
+                // Relaxed: nobody else reads the flag until the block is reused, which a later
+                // Release (the swap of the claim word, or the CAS that links it) publishes.
+                current.ready[idx].store(false, Ordering::Relaxed);
             }
-            taken += filled;
-            let mut next = ptr::null_mut();
-            if claimed > cap {
-                // A writer overflowed this block before the close: it links the next block.
+            slot += filled as u64;
+            if slot < claimed {
+                // The next block holds claimed slots, so a writer links it (or did).
                 let mut step = 0;
                 loop {
                     // Acquire: pairs with the AcqRel CAS that linked it.
-                    next = b.next.load(Ordering::Acquire);
-                    if !next.is_null() {
+                    block = current.next.load(Ordering::Acquire);
+                    if !block.is_null() {
                         break;
                     }
                     spin_wait(&mut step);
                 }
             }
-            let pool = Arc::clone(&self.pool);
-            let retired = Retired(block);
-            // The block may still be read by writers that loaded it before the close (their
-            // claims see CLOSED): reuse it only after every such writer unpinned.
-            guard.defer(move || {
-                let retired = retired;
-                // SAFETY: the epoch guarantees no thread holds a reference any more, and the
-                // block was allocated by `Box` (in `Pool::take`).
-                pool.put(unsafe { Box::from_raw(retired.0) });
-            });
-            if next.is_null() {
-                break;
-            }
-            block = next;
         }
-        guard.flush();
-        taken
+        // Then the blocks: every writer of the generation has set its last `ready` flag (seen
+        // with Acquire above), so none of them reads the chain any more.
+        // Relaxed: the taker's own stores; the chain is complete (seen above).
+        storage.head.store(ptr::null_mut(), Ordering::Relaxed);
+        storage.tail.store(ptr::null_mut(), Ordering::Relaxed);
+        let mut block = head;
+        while !block.is_null() {
+            // SAFETY: the chain is this taker's alone now (see above); its blocks were
+            // allocated by `Box` in `Block::new` and are recycled once each.
+            let current = unsafe { Box::from_raw(block) };
+            // Relaxed: as above, the chain is complete and ours.
+            block = current.next.load(Ordering::Relaxed);
+            self.recycle(current);
+        }
+        claimed as usize
     }
+}
+
+/// Which storage a claim word's generation fills.
+#[inline]
+fn storage_of(word: u64) -> usize {
+    ((word >> GENERATION_SHIFT) & 1) as usize
 }
 
 impl<T> Drop for Segments<T> {
     fn drop(&mut self) {
-        // `&mut self`: no writer or taker is left, so the chain is ours without a grace period.
+        // `&mut self`: no writer or taker is left, so every storage is ours.
         // Relaxed (here and below): `&mut self` orders everything before this drop.
-        let mut block = self.current.load(Ordering::Relaxed);
-        // SAFETY: the tombstone was allocated by `Box` in `new` and is referenced only here.
-        drop(unsafe { Box::from_raw(self.tombstone) });
-        if ptr::eq(block, self.tombstone) {
-            return;
-        }
-        while !block.is_null() {
-            // SAFETY: blocks of the current chain were allocated by `Box` (`Pool::take`); with
-            // `&mut self` nobody else can reach them.
-            let b = unsafe { Box::from_raw(block) };
-            let cap = b.values.len();
-            let filled = (b.claimed.load(Ordering::Relaxed) & !CLOSED).min(cap);
-            for idx in 0..filled {
-                if b.ready[idx].load(Ordering::Relaxed) {
-                    // SAFETY: a set `ready` flag marks an initialized value not yet taken.
-                    unsafe { b.values[idx].with_mut(|cell| (*cell).assume_init_drop()) };
+        let word = self.claims.load(Ordering::Relaxed);
+        let current = ((word >> GENERATION_SHIFT) & 1) as usize;
+        for (which, storage) in self.storages.iter().enumerate() {
+            let mut left = if which == current && word & CLOSED == 0 {
+                word & CLAIMS
+            } else {
+                0
+            };
+            let mut block = storage.head.load(Ordering::Relaxed);
+            while !block.is_null() {
+                // SAFETY: blocks of a chain were allocated by `Box` (`Block::new`) and are
+                // reachable from one chain only; nobody else can reach them now.
+                let current = unsafe { Box::from_raw(block) };
+                let filled = left.min(Block::<T>::CAP as u64) as usize;
+                for idx in 0..filled {
+                    if current.ready[idx].load(Ordering::Relaxed) {
+                        // SAFETY: a set `ready` flag marks an initialized value not yet taken.
+                        unsafe { current.values[idx].with_mut(|cell| (*cell).assume_init_drop()) };
+                    }
                 }
+                left -= filled as u64;
+                block = current.next.load(Ordering::Relaxed);
             }
-            block = b.next.load(Ordering::Relaxed);
         }
     }
 }
