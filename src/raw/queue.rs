@@ -114,7 +114,9 @@ pub struct Segments<T> {
     storages: [Storage<T>; 2],
     /// Serializes takers: each generation is drained by exactly one of them.
     taker: Mutex<()>,
-    /// Drained blocks waiting for reuse.
+    /// Drained blocks waiting for reuse. Boxed: blocks are linked as `Box::into_raw`
+    /// pointers; moving them out of their allocation would cost an allocation per reuse.
+    #[allow(clippy::vec_box)]
     pool: Mutex<Vec<Box<Block<T>>>>,
 }
 
@@ -200,10 +202,9 @@ impl<T: Send> Segments<T> {
         }
         let first = word & CLAIMS;
         let storage = &self.storages[storage_of(word)];
-        let mut slot = first;
-        let mut block = self.block(storage, slot >> Block::<T>::SHIFT);
+        let mut block = self.block(storage, first >> Block::<T>::SHIFT);
         let mut grew = false;
-        for item in items.by_ref() {
+        for (slot, item) in (first..).zip(items.by_ref()) {
             let idx = (slot as usize) & (Block::<T>::CAP - 1);
             if idx == 0 && slot != first {
                 block = self.block(storage, slot >> Block::<T>::SHIFT);
@@ -214,7 +215,6 @@ impl<T: Send> Segments<T> {
             unsafe { block.values[idx].with_mut(|cell| (*cell).write(item)) };
             // Release: pairs with the taker's Acquire load of `ready[idx]`.
             block.ready[idx].store(true, Ordering::Release);
-            slot += 1;
         }
         Ok(Pushed { grew })
     }
