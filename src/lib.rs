@@ -102,6 +102,11 @@ pub use telemetry::{
 /// well kept (SipHash is too slow for a write path), randomly seeded per instance.
 pub type DefaultHashBuilder = foldhash::fast::RandomState;
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// The lock-free storage, exposed for the loom models in `loom-tests/` only.
 #[cfg(loom)]
 #[doc(hidden)]
