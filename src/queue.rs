@@ -42,7 +42,7 @@ impl<T: Send + 'static> Store for Segments<T> {
 /// A buffer that delivers every pushed item to the processor exactly once, in push order
 /// within each partition.
 ///
-/// Writes never block: a push is one epoch pin, one `fetch_add` and two stores. On each tick
+/// Writes never block: a push is one `fetch_add` and two stores. On each tick
 /// (every `processing_interval`), each partition's storage is swapped for a fresh one and the
 /// old contents go to the processor, on the thread pool, in batches of
 /// `processing_batch_size`.

@@ -1,6 +1,6 @@
 //! The one place the lock-free code gets its synchronization primitives from.
 //!
-//! Under `--cfg loom` every atomic, `Arc`, thread hook and `UnsafeCell` used by
+//! Under `--cfg loom` every atomic, mutex, spin-wait and `UnsafeCell` used by
 //! [`crate::raw`] comes from [loom](https://docs.rs/loom), so the loom models in
 //! `loom-tests/` explore every interleaving of the real algorithm; otherwise they are the
 //! standard library's. The rest of the crate (engine, handles) uses `std` directly: it is
