@@ -224,9 +224,7 @@ impl<T: Send + 'static> Queue<T> {
         }
         match part.store.push(item) {
             Ok(pushed) => {
-                if pushed.grew {
-                    core.grew(partition);
-                }
+                core.filled(partition, pushed.before, pushed.after);
                 Ok(())
             }
             Err(item) => {
@@ -254,9 +252,7 @@ impl<T: Send + 'static> Queue<T> {
         let outcome = part.store.extend(&mut rest);
         match outcome {
             Ok(pushed) => {
-                if pushed.grew {
-                    core.grew(partition);
-                }
+                core.filled(partition, pushed.before, pushed.after);
                 if refused.is_empty() {
                     Ok(())
                 } else {

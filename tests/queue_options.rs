@@ -332,6 +332,39 @@ fn drain_threshold_drains_early_and_losslessly() {
 }
 
 #[test]
+fn the_write_that_reaches_the_threshold_triggers_the_drain() {
+    // With no periodic check for an hour, only the crossing write can start the drain.
+    let sink: Sink<u32> = Sink::new();
+    let q = Queue::<u32>::builder()
+        .partitions(1)
+        .processing_interval(NEVER)
+        .processing_batch_size(BatchSize::Table)
+        .drain_threshold(50)
+        .drain_check_interval(NEVER)
+        .processor(sink.processor())
+        .start()
+        .unwrap();
+    q.push_many(0..30).unwrap();
+    q.push_many(30..49).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(sink.calls(), 0, "drained below the threshold");
+    // A push_many that jumps past the threshold crosses it too.
+    q.push_many(49..60).unwrap();
+    assert!(
+        wait_until(GENEROUS, || sink.count() == 60),
+        "the crossing write did not trigger a drain"
+    );
+    assert_eq!(sink.batches(), vec![(0..60).collect::<Vec<_>>()]);
+    // The next generation starts from zero: crossing again drains again.
+    for i in 60..110 {
+        q.push(i).unwrap();
+    }
+    assert!(wait_until(GENEROUS, || sink.count() == 110));
+    q.stop().unwrap();
+    assert_eq!(sink.items(), (0..110).collect::<Vec<_>>());
+}
+
+#[test]
 fn drain_threshold_can_be_turned_on_and_off() {
     let sink: Sink<u32> = Sink::new();
     let q = Queue::<u32>::builder()

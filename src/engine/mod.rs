@@ -143,13 +143,22 @@ impl<S: Store> Core<S> {
         self.partitions[partition].count_rejected(1);
     }
 
-    /// A write made `partition` grow: if it now holds `drain_threshold` items, ask the
-    /// scheduler for an early drain. Off the per-item path: called once per storage block.
-    pub(crate) fn grew(&self, partition: usize) {
-        // Relaxed: a trigger; a stale value delays the drain to the next periodic check.
-        let threshold = self.drain_threshold.load(Ordering::Relaxed);
-        let part = &self.partitions[partition];
-        if threshold > 0 && part.store.len() >= threshold && part.request_drain() {
+    /// A write took `partition` from `before` to `after` items: the write that crosses
+    /// `drain_threshold` asks the scheduler for an early drain, so a reached threshold waits
+    /// for no periodic check. One relaxed load and a compare per write when no threshold is
+    /// crossed.
+    #[inline]
+    pub(crate) fn filled(&self, partition: usize, before: u64, after: u64) {
+        // Relaxed: a trigger; a stale value leaves the drain to the periodic check.
+        let threshold = self.drain_threshold.load(Ordering::Relaxed) as u64;
+        if threshold > 0 && before < threshold && after >= threshold {
+            self.request_drain(partition);
+        }
+    }
+
+    #[cold]
+    fn request_drain(&self, partition: usize) {
+        if self.partitions[partition].request_drain() {
             self.engine
                 .at(self.id(), Instant::now(), TimerKind::Drain(partition));
         }
@@ -160,7 +169,7 @@ impl<S: Store> Core<S> {
         let new = runtime.updated(update)?;
         *runtime = new;
         drop(runtime);
-        // Relaxed: see `grew`.
+        // Relaxed: see `filled`.
         self.drain_threshold
             .store(new.drain_threshold.unwrap_or(0), Ordering::Relaxed);
         if update.processing_interval.is_some()

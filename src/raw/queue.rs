@@ -131,8 +131,10 @@ unsafe impl<T: Send> Sync for Segments<T> {}
 /// What a successful push observed, for the caller's cheap follow-ups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pushed {
-    /// The push opened a new block: the storage grew by one block of slots.
-    pub grew: bool,
+    /// Slots claimed in the storage before this push.
+    pub before: u64,
+    /// Slots claimed in the storage once this push claimed its own.
+    pub after: u64,
 }
 
 impl<T: Send> Default for Segments<T> {
@@ -184,7 +186,8 @@ impl<T: Send> Segments<T> {
         // written just above. It is this writer's last access to the storage.
         block.ready[idx].store(true, Ordering::Release);
         Ok(Pushed {
-            grew: idx == 0 && slot != 0,
+            before: slot,
+            after: slot + 1,
         })
     }
 
@@ -193,7 +196,11 @@ impl<T: Send> Segments<T> {
     pub fn extend(&self, items: &mut std::vec::IntoIter<T>) -> Result<Pushed, ()> {
         let count = items.len() as u64;
         if count == 0 {
-            return Ok(Pushed { grew: false });
+            let claimed = self.len() as u64;
+            return Ok(Pushed {
+                before: claimed,
+                after: claimed,
+            });
         }
         // Acquire: as in `push`.
         let word = self.claims.fetch_add(count, Ordering::Acquire);
@@ -203,20 +210,21 @@ impl<T: Send> Segments<T> {
         let first = word & CLAIMS;
         let storage = &self.storages[storage_of(word)];
         let mut block = self.block(storage, first >> Block::<T>::SHIFT);
-        let mut grew = false;
         for (slot, item) in (first..).zip(items.by_ref()) {
             let idx = (slot as usize) & (Block::<T>::CAP - 1);
             if idx == 0 && slot != first {
                 block = self.block(storage, slot >> Block::<T>::SHIFT);
             }
-            grew |= idx == 0 && slot != 0;
             // SAFETY: as in `push`: slots `first..first + count` were claimed by this thread
             // alone, and the taker waits for each of them; `idx < CAP`.
             unsafe { block.values[idx].with_mut(|cell| (*cell).write(item)) };
             // Release: pairs with the taker's Acquire load of `ready[idx]`.
             block.ready[idx].store(true, Ordering::Release);
         }
-        Ok(Pushed { grew })
+        Ok(Pushed {
+            before: first,
+            after: first + count,
+        })
     }
 
     /// Items claimed in the current generation: exact when no push is in flight.
@@ -520,7 +528,8 @@ mod tests {
         let cap = Block::<usize>::CAP;
         segments.push(0).unwrap();
         let mut items = (1..cap * 2 + 3).collect::<Vec<_>>().into_iter();
-        assert!(segments.extend(&mut items).unwrap().grew);
+        let pushed = segments.extend(&mut items).unwrap();
+        assert_eq!((pushed.before, pushed.after), (1, cap as u64 * 2 + 3));
         assert_eq!(items.len(), 0);
         assert_eq!(take_all(&segments), (0..cap * 2 + 3).collect::<Vec<_>>());
     }
