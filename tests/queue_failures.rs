@@ -502,6 +502,56 @@ fn a_cycle_queued_behind_a_stuck_call_on_a_shared_pool_loses_no_item() {
     );
     assert_eq!(stats.buffered, 0, "{stats:?}");
     assert_eq!(sink.count() as u64, stats.processed, "{stats:?}");
+    // The cycle given up on had not started: it took nothing, so the items waited for the
+    // next cycle (stop's) instead of failing.
+    assert_eq!((stats.processed, stats.failed), (10, 0), "{stats:?}");
+    assert_eq!(sink.items(), (0..10).collect::<Vec<_>>());
+    a.stop().unwrap();
+}
+
+#[test]
+fn a_final_cycle_stuck_behind_a_busy_pool_is_failed_when_stop_gives_up() {
+    // B's final cycle waits behind A's stuck call on a shared one-thread pool: `stop` gives
+    // up after B's timeout, and B's items are counted failed at once, not left in limbo.
+    let shared = pool("shared-final", 1);
+    let (blocking, processor) = blocking_processor();
+    let a = Queue::<u32>::builder()
+        .partitions(1)
+        .processing_interval(NEVER)
+        .thread_pool(Arc::clone(&shared))
+        .processor(processor)
+        .start()
+        .unwrap();
+    let sink: Sink<u32> = Sink::new();
+    let b = Queue::<u32>::builder()
+        .partitions(1)
+        .processing_interval(NEVER)
+        .processing_timeout(Duration::from_millis(200))
+        .thread_pool(Arc::clone(&shared))
+        .processor(sink.processor())
+        .start()
+        .unwrap();
+    a.push(0).unwrap();
+    let flusher = std::thread::spawn({
+        let a = a.clone();
+        move || a.flush()
+    });
+    blocking.entered.recv_timeout(GENEROUS).unwrap();
+    b.push_many(0..10).unwrap();
+    assert_eq!(b.stop(), Err(Error::Timeout));
+    assert_eq!(b.push(10).map_err(PushError::into_inner), Err(10));
+    let stats = b.stats();
+    assert_eq!(
+        (stats.failed, stats.processed, stats.buffered),
+        (10, 0, 0),
+        "{stats:?}"
+    );
+    blocking.release.send(()).unwrap();
+    blocking.returned.recv_timeout(GENEROUS).unwrap();
+    flusher.join().unwrap().unwrap();
+    shared.install(|| ()); // B's stale final cycle has run
+    assert_eq!(b.stats(), stats, "counted again after the pool freed");
+    assert_eq!(sink.count(), 0);
     a.stop().unwrap();
 }
 

@@ -40,8 +40,15 @@ fn process<S: Store>(
     last: Option<Vec<S::Out>>,
 ) {
     let part = &core.partitions[partition];
+    let telemetry = &core.telemetry;
+    // `stop` counted its final contents in flight and in `remaining` when it took them, so
+    // that a watchdog giving up on this cycle before it runs fails them at once.
+    let preloaded = last.is_some();
     let mut items = match last {
         Some(items) => items,
+        // Given up on before it started (the pool was busy): the partition moved on, so this
+        // cycle must not take anything; the items stay for the cycles after it.
+        None if cycle.lock().timed_out => return,
         None if part.store.is_empty() => Vec::new(),
         None => {
             let mut items = Vec::new();
@@ -49,6 +56,18 @@ fn process<S: Store>(
             if core.capacity.is_some() {
                 part.release(taken);
             }
+            let mut state = cycle.lock();
+            telemetry.taken(taken);
+            if state.timed_out {
+                // Given up on between the check above and the take: these items are this
+                // cycle's, and failed now, under the lock, so they are counted exactly once.
+                drop(state);
+                telemetry.settled(taken, false);
+                drop_quietly(items);
+                core.report_rejected(partition);
+                return;
+            }
+            state.remaining = taken;
             items
         }
     };
@@ -57,19 +76,11 @@ fn process<S: Store>(
     if taken == 0 {
         return;
     }
-    let telemetry = &core.telemetry;
-    let mut state = cycle.lock();
-    telemetry.taken(taken);
-    if state.timed_out {
-        // The watchdog gave up before this cycle even took its items (the pool was busy):
-        // they are failed now, under the same lock, so they are counted exactly once.
-        drop(state);
-        telemetry.settled(taken, false);
+    if preloaded && cycle.lock().timed_out {
+        // The watchdog failed them already (they were this cycle's `remaining`).
         drop_quietly(items);
         return;
     }
-    state.remaining = taken;
-    drop(state);
     // Relaxed: a statistic.
     telemetry
         .ticks

@@ -225,7 +225,11 @@ impl<S: Store> Core<S> {
             seq: control.started,
             started,
             deadline,
-            state: Mutex::new(CycleState::default()),
+            state: Mutex::new(CycleState {
+                timed_out: false,
+                // Final contents are this cycle's from the start (see `cycle::process`).
+                remaining: last.as_ref().map_or(0, Vec::len),
+            }),
         });
         control.running = Some(Arc::clone(&cycle));
         self.partitions[partition].clear_drain_request();
@@ -383,6 +387,8 @@ impl<S: Store> Core<S> {
                 if self.capacity.is_some() {
                     part.release(taken);
                 }
+                // In flight from now on: counted in `buffered` until processed or failed.
+                self.telemetry.taken(taken);
                 items
             })
             .collect();
