@@ -25,14 +25,27 @@
 //!   once, and each writer's items come out in the order it pushed them;
 //! * every item is dropped exactly once (an [`Item`] records its drops in a [`Ledger`]), after
 //!   the drained items and the store itself are dropped;
+//! * each successful `push`/`extend` reports its exact claim (`Pushed { before, after }`, which
+//!   the engine uses to request a drain at the threshold): its items are at those positions of
+//!   the take that drained them;
 //! * no block leaks or is freed twice: a counting global allocator follows the allocation of
-//!   each block's slot array (see [`BLOCKS_LIVE`]) and the count must be back to zero once
-//!   loom has finished every execution;
+//!   each block's slot array (see [`BLOCKS_LIVE`]) and the count must be back where it was at
+//!   the end of every execution;
 //! * slot reads and writes go through `loom::cell::UnsafeCell`, so loom reports a taker that
 //!   reads a slot its writer has not published (or a writer writing a slot the taker reads).
 //!
 //! In each model the main thread is one of the racing parties (the taker): one loom thread
-//! fewer than a spawned taker, with the same interleavings of the race.
+//! fewer than a spawned taker, with the same interleavings of the race. Models with one writer
+//! are explored exhaustively (no preemption bound); those with two writers use a bound of 4
+//! or 5, keeping the whole run near a minute on two cores.
+//!
+//! The models were checked against mutants of `src/raw/queue.rs`: each of these is caught by
+//! at least one model (a loom panic, a failed assertion, or a crash): `Relaxed` instead of
+//! Release/Acquire on `ready`, on the claim `fetch_add`, on the link CAS or on the tail-hint
+//! CAS; a drain that does not wait for `ready`; a drain that recycles each block as soon as
+//! it has read it (before writers of later blocks stopped walking the chain); a recycled block
+//! that keeps its `ready` flags or its `next`; a losing link CAS that leaks its block;
+//! `close_for_good` that does not set `CLOSED`; `extend` that never moves to the next block.
 #![cfg(loom)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -43,7 +56,7 @@ use std::time::Instant;
 
 use loom::sync::Arc;
 use loom::thread;
-use tidefall::loom_api::Segments;
+use tidefall::loom_api::{Pushed, Segments};
 
 // ---------------------------------------------------------------------------------------------
 // Block accounting through the global allocator.
@@ -53,7 +66,7 @@ use tidefall::loom_api::Segments;
 const CAP: usize = 2;
 
 /// The layout of one block's slot array, `Box<[loom::cell::UnsafeCell<MaybeUninit<Item>>]>`
-/// of `CAP` slots: one such allocation per block (the tombstone has no slots).
+/// of `CAP` slots: exactly one such allocation per block.
 fn block_slots_layout() -> Layout {
     Layout::array::<loom::cell::UnsafeCell<MaybeUninit<Item>>>(CAP).expect("small layout")
 }
@@ -192,9 +205,10 @@ impl std::fmt::Debug for Item {
 // ---------------------------------------------------------------------------------------------
 
 /// Runs `f` under loom with the given preemption bound (`None`: exhaustive;
-/// `TIDEFALL_LOOM_BOUND=<n>|none` overrides it, for experiments), checking after each execution that every block it allocated was freed
-/// exactly once: the store recycles blocks into its pool at once, and the pool is freed with
-/// the store, so nothing may outlive the execution.
+/// `TIDEFALL_LOOM_BOUND=<n>|none` overrides it, for experiments). After each execution, every
+/// block it allocated must have been freed exactly once: the store recycles blocks into its
+/// pool at once (no deferred reclamation) and the pool is freed with the store, so no block
+/// may outlive the execution. Prints the model's time and number of executions.
 fn model<F>(preemption_bound: Option<usize>, f: F)
 where
     F: Fn() + Sync + Send + 'static,
@@ -295,21 +309,74 @@ fn close(seg: &Segments<Item>) -> Vec<Item> {
     out
 }
 
+/// The claims one writer made: the ids of each successful `push` (one id) or `extend` (the
+/// batch), with the `Pushed` it returned.
+type Claims = Vec<(Vec<u32>, Pushed)>;
+
+/// Pushes `ids` in order, each expected to succeed, and returns the claims.
+fn push_all(seg: &Segments<Item>, ledger: &std::sync::Arc<Ledger>, ids: &[u32]) -> Claims {
+    ids.iter()
+        .map(|&i| match seg.push(Item::new(i, ledger)) {
+            Ok(pushed) => (vec![i], pushed),
+            Err(item) => panic!("push of {item:?} failed on an open store"),
+        })
+        .collect()
+}
+
 /// Spawns a writer that pushes `ids` in order, each expected to succeed.
 fn spawn_writer(
     seg: &Arc<Segments<Item>>,
     ledger: &std::sync::Arc<Ledger>,
     ids: &'static [u32],
-) -> thread::JoinHandle<()> {
+) -> thread::JoinHandle<Claims> {
+    let seg = Arc::clone(seg);
+    let ledger = std::sync::Arc::clone(ledger);
+    thread::spawn(move || push_all(&seg, &ledger, ids))
+}
+
+/// Spawns a writer that appends `ids` with one `extend`, expected to succeed.
+fn spawn_extender(
+    seg: &Arc<Segments<Item>>,
+    ledger: &std::sync::Arc<Ledger>,
+    ids: &'static [u32],
+) -> thread::JoinHandle<Claims> {
     let seg = Arc::clone(seg);
     let ledger = std::sync::Arc::clone(ledger);
     thread::spawn(move || {
-        for &i in ids {
-            if let Err(item) = seg.push(Item::new(i, &ledger)) {
-                panic!("push of {item:?} failed on an open store");
-            }
-        }
+        let items: Vec<Item> = ids.iter().map(|&i| Item::new(i, &ledger)).collect();
+        let mut items = items.into_iter();
+        let pushed = seg.extend(&mut items).expect("extend on an open store");
+        assert_eq!(items.len(), 0, "extend left items behind");
+        vec![(ids.to_vec(), pushed)]
     })
+}
+
+/// Checks that each claim's `Pushed` is exact: the claim's items sit in one take's output
+/// (one generation: a batch is never split), at positions `before..after` (slots are drained
+/// in slot order, so a take's output index is the slot). The engine relies on these counts to
+/// request a drain from the write that crosses the threshold.
+fn check_claims(outs: &[&[Item]], claims: &[&Claims]) {
+    for (ids, pushed) in claims.iter().flat_map(|c| c.iter()) {
+        assert_eq!(
+            pushed.after - pushed.before,
+            ids.len() as u64,
+            "{pushed:?} for {ids:?}"
+        );
+        let out = outs
+            .iter()
+            .find(|out| out.iter().any(|i| i.id == ids[0]))
+            .unwrap_or_else(|| panic!("{ids:?} not drained (takes: {outs:?})"));
+        let got: Vec<u32> = out
+            .iter()
+            .skip(pushed.before as usize)
+            .take(ids.len())
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(
+            &got, ids,
+            "{pushed:?} for {ids:?}: not at those slots of its take {out:?}"
+        );
+    }
 }
 
 /// Drops the store (it must be the last handle) and the drained items, then checks that every
@@ -329,22 +396,6 @@ const W0_TWO: &[u32] = &[0, 1];
 const W0_THREE: &[u32] = &[0, 1, 2];
 const W1_ONE: &[u32] = &[10];
 const W1_TWO: &[u32] = &[10, 11];
-
-/// Spawns a writer that appends `ids` with one `extend`, expected to succeed.
-fn spawn_extender(
-    seg: &Arc<Segments<Item>>,
-    ledger: &std::sync::Arc<Ledger>,
-    ids: &'static [u32],
-) -> thread::JoinHandle<()> {
-    let seg = Arc::clone(seg);
-    let ledger = std::sync::Arc::clone(ledger);
-    thread::spawn(move || {
-        let items: Vec<Item> = ids.iter().map(|&i| Item::new(i, &ledger)).collect();
-        let mut items = items.into_iter();
-        seg.extend(&mut items).expect("extend on an open store");
-        assert_eq!(items.len(), 0, "extend left items behind");
-    })
-}
 
 /// Checks that the store is closed for good: `push` gives its item back, `extend` leaves its
 /// items in the iterator, and a second close takes nothing. Uses ids 40 and 41.
@@ -369,14 +420,15 @@ fn check_closed(seg: &Segments<Item>, ledger: &std::sync::Arc<Ledger>) {
 /// push order, and the store is empty afterwards.
 #[test]
 fn push_vs_take() {
-    model(Some(3), || {
+    model(None, || {
         let ledger = Ledger::new();
         let seg = Arc::new(Segments::new());
         let writer = spawn_writer(&seg, &ledger, W0_TWO);
         let first = take(&seg);
-        writer.join().expect("writer");
+        let c0 = writer.join().expect("writer");
         let last = take(&seg);
         check_drained(&[&first[..], &last[..]], &[W0_TWO]);
+        check_claims(&[&first[..], &last[..]], &[&c0]);
         assert!(seg.is_empty(), "the final take left items behind");
         finish(seg, vec![first, last], &ledger, W0_TWO);
     });
@@ -388,14 +440,16 @@ fn push_vs_take() {
 /// leak, no double drop of a value the taker already moved out), along with every block.
 #[test]
 fn push_vs_take_then_drop() {
-    model(Some(3), || {
+    model(None, || {
         let ledger = Ledger::new();
         let seg = Arc::new(Segments::new());
         let writer = spawn_writer(&seg, &ledger, W0_TWO);
         let first = take(&seg);
-        writer.join().expect("writer");
+        let c0 = writer.join().expect("writer");
         let got: Vec<u32> = first.iter().map(|i| i.id).collect();
         assert_eq!(&got[..], &W0_TWO[..got.len()], "take got {got:?}");
+        let taken: Claims = c0.into_iter().take(got.len()).collect();
+        check_claims(&[&first[..]], &[&taken]);
         assert_eq!(seg.len(), W0_TWO.len() - got.len());
         finish(seg, vec![first], &ledger, W0_TWO);
     });
@@ -411,16 +465,17 @@ fn push_vs_take_then_drop() {
 /// order, the closed store's refusals, and that every block is freed exactly once.
 #[test]
 fn cross_block_two_writers_vs_take() {
-    model(Some(2), || {
+    model(Some(5), || {
         let ledger = Ledger::new();
         let seg = Arc::new(Segments::new());
         let w0 = spawn_writer(&seg, &ledger, W0_TWO);
         let w1 = spawn_writer(&seg, &ledger, W1_ONE);
         let first = take(&seg);
-        w0.join().expect("writer 0");
-        w1.join().expect("writer 1");
+        let c0 = w0.join().expect("writer 0");
+        let c1 = w1.join().expect("writer 1");
         let last = close(&seg);
         check_drained(&[&first[..], &last[..]], &[W0_TWO, W1_ONE]);
+        check_claims(&[&first[..], &last[..]], &[&c0, &c1]);
         check_closed(&seg, &ledger);
         finish(seg, vec![first, last], &ledger, &[0, 1, 10, 40, 41]);
     });
@@ -434,41 +489,77 @@ fn cross_block_two_writers_vs_take() {
 /// and the pool are each freed exactly once.
 #[test]
 fn link_race_two_writers_vs_take() {
-    model(Some(2), || {
+    model(Some(4), || {
         let ledger = Ledger::new();
         let seg = Arc::new(Segments::new());
-        for &i in &[20, 21] {
-            seg.push(Item::new(i, &ledger)).expect("open");
-        }
+        let pre = push_all(&seg, &ledger, &[20, 21]);
         let w0 = spawn_writer(&seg, &ledger, W0_ONE);
         let w1 = spawn_writer(&seg, &ledger, W1_ONE);
         let first = take(&seg);
-        w0.join().expect("writer 0");
-        w1.join().expect("writer 1");
+        let c0 = w0.join().expect("writer 0");
+        let c1 = w1.join().expect("writer 1");
         let last = close(&seg);
         check_drained(&[&first[..], &last[..]], &[&[20, 21], W0_ONE, W1_ONE]);
+        check_claims(&[&first[..], &last[..]], &[&pre, &c0, &c1]);
         finish(seg, vec![first, last], &ledger, &[0, 10, 20, 21]);
     });
 }
 
-/// Model 2c, recycled blocks reused under a writer: a writer pushes three items (crossing into
-/// a second block) while the main thread takes twice. The first take recycles its chain into
-/// the pool; the second take gives the next storage a head from the pool, and the writer may
-/// link a recycled block too. A reused block must come back clean (no stale `ready` flag that
-/// would let a taker read an unwritten slot, no stale `next`). `close_for_good` gets the rest:
-/// exact multiset, push order across the three drains, every block freed once.
+/// Model 2c, two ticks under one writer: a writer pushes three items (crossing into a second
+/// block) while the main thread takes twice. The first take ends generation 0 and recycles
+/// its chain into the pool; the second ends generation 1 and hands storage 0 back to
+/// generation 2 with a head block from the pool (each storage is reused every other tick), and
+/// the writer may link a recycled block too. The writer's claims land in any of the three
+/// generations, each drained by its own take. `close_for_good` gets the rest: exact multiset,
+/// push order across the three drains, exact claims, every block freed once. (Blocks that come
+/// back from the pool dirty are model 2d's subject.)
 #[test]
 fn recycled_blocks_vs_writer_two_takes() {
-    model(Some(2), || {
+    model(None, || {
         let ledger = Ledger::new();
         let seg = Arc::new(Segments::new());
         let writer = spawn_writer(&seg, &ledger, W0_THREE);
         let first = take(&seg);
         let second = take(&seg);
-        writer.join().expect("writer");
+        let c0 = writer.join().expect("writer");
         let last = close(&seg);
         check_drained(&[&first[..], &second[..], &last[..]], &[W0_THREE]);
+        check_claims(&[&first[..], &second[..], &last[..]], &[&c0]);
         finish(seg, vec![first, second, last], &ledger, W0_THREE);
+    });
+}
+
+/// Model 2d, dirty recycled blocks from the pool under a racing writer and taker: a
+/// sequential prelude pushes three items and takes them, so the pool holds the two blocks of
+/// that chain (in use, the first had a `next` and both had `ready` flags set: recycling must
+/// clear them). Then a writer pushes
+/// three items (its third links a block from the pool) while the main thread takes (its fresh
+/// head for the next generation also comes from the pool, before or after the writer's link).
+/// A block must come back from the pool clean: a stale `ready` flag would let the taker read
+/// a slot before its writer wrote it, a stale `next` would make the drain recycle a block of
+/// another chain (freed twice later). `close_for_good` gets the rest.
+#[test]
+fn dirty_pool_blocks_vs_writer_take() {
+    model(None, || {
+        let ledger = Ledger::new();
+        let seg = Arc::new(Segments::new());
+        let pre = push_all(&seg, &ledger, &[20, 21, 22]);
+        let prelude = take(&seg);
+        let writer = spawn_writer(&seg, &ledger, W0_THREE);
+        let first = take(&seg);
+        let c0 = writer.join().expect("writer");
+        let last = close(&seg);
+        check_drained(
+            &[&prelude[..], &first[..], &last[..]],
+            &[&[20, 21, 22], W0_THREE],
+        );
+        check_claims(&[&prelude[..], &first[..], &last[..]], &[&pre, &c0]);
+        finish(
+            seg,
+            vec![prelude, first, last],
+            &ledger,
+            &[0, 1, 2, 20, 21, 22],
+        );
     });
 }
 
@@ -480,16 +571,17 @@ fn recycled_blocks_vs_writer_two_takes() {
 /// what was pushed, each writer's items in push order, and pushes after the close are refused.
 #[test]
 fn swap_grace_two_writers_vs_take() {
-    model(Some(2), || {
+    model(Some(4), || {
         let ledger = Ledger::new();
         let seg = Arc::new(Segments::new());
         let w0 = spawn_writer(&seg, &ledger, W0_TWO);
         let w1 = spawn_writer(&seg, &ledger, W1_TWO);
         let first = take(&seg);
-        w0.join().expect("writer 0");
-        w1.join().expect("writer 1");
+        let c0 = w0.join().expect("writer 0");
+        let c1 = w1.join().expect("writer 1");
         let last = close(&seg);
         check_drained(&[&first[..], &last[..]], &[W0_TWO, W1_TWO]);
+        check_claims(&[&first[..], &last[..]], &[&c0, &c1]);
         check_closed(&seg, &ledger);
         finish(seg, vec![first, last], &ledger, &[0, 1, 10, 11, 40, 41]);
     });
@@ -501,20 +593,20 @@ fn swap_grace_two_writers_vs_take() {
 /// `Err` gives its own item back, and once a push fails the next one fails too.
 #[test]
 fn push_vs_close_for_good() {
-    model(Some(3), || {
+    model(None, || {
         let ledger = Ledger::new();
         let seg = Arc::new(Segments::new());
         let writer = {
             let seg = Arc::clone(&seg);
             let ledger = std::sync::Arc::clone(&ledger);
             thread::spawn(move || {
-                let mut accepted = Vec::new();
+                let mut accepted: Claims = Vec::new();
                 let mut refused = Vec::new();
                 for &i in W0_TWO {
                     match seg.push(Item::new(i, &ledger)) {
-                        Ok(_) => {
+                        Ok(pushed) => {
                             assert!(refused.is_empty(), "a push succeeded after one failed");
-                            accepted.push(i);
+                            accepted.push((vec![i], pushed));
                         }
                         Err(item) => {
                             assert_eq!(item.id, i, "push gave back another item");
@@ -527,7 +619,9 @@ fn push_vs_close_for_good() {
         };
         let closed = close(&seg);
         let (accepted, refused) = writer.join().expect("writer");
-        check_drained(&[&closed[..]], &[&accepted[..]]);
+        let accepted_ids: Vec<u32> = accepted.iter().map(|(ids, _)| ids[0]).collect();
+        check_drained(&[&closed[..]], &[&accepted_ids[..]]);
+        check_claims(&[&closed[..]], &[&accepted]);
         check_closed(&seg, &ledger);
         finish(seg, vec![closed, refused], &ledger, &[0, 1, 40, 41]);
     });
@@ -541,12 +635,12 @@ fn push_vs_close_for_good() {
 /// in order; then the closed store refuses `push` and `extend`.
 #[test]
 fn extend_vs_take() {
-    model(Some(3), || {
+    model(None, || {
         let ledger = Ledger::new();
         let seg = Arc::new(Segments::new());
         let writer = spawn_extender(&seg, &ledger, W0_THREE);
         let first = take(&seg);
-        writer.join().expect("writer");
+        let c0 = writer.join().expect("writer");
         // One claim: the batch is never split between two takes.
         assert!(
             first.is_empty() || first.len() == 3,
@@ -554,6 +648,7 @@ fn extend_vs_take() {
         );
         let last = close(&seg);
         check_drained(&[&first[..], &last[..]], &[W0_THREE]);
+        check_claims(&[&first[..], &last[..]], &[&c0]);
         check_closed(&seg, &ledger);
         finish(seg, vec![first, last], &ledger, &[0, 1, 2, 40, 41]);
     });
@@ -566,18 +661,19 @@ fn extend_vs_take() {
 /// multiset, that the batch is never split between takes, and both writers' orders.
 #[test]
 fn extend_vs_push_vs_take() {
-    model(Some(2), || {
+    model(Some(5), || {
         let ledger = Ledger::new();
         let seg = Arc::new(Segments::new());
         let w0 = spawn_extender(&seg, &ledger, W0_TWO);
         let w1 = spawn_writer(&seg, &ledger, W1_ONE);
         let first = take(&seg);
-        w0.join().expect("writer 0");
-        w1.join().expect("writer 1");
+        let c0 = w0.join().expect("writer 0");
+        let c1 = w1.join().expect("writer 1");
         let last = close(&seg);
         let batch_in_first = first.iter().filter(|i| i.id < 10).count();
         assert!(batch_in_first % 2 == 0, "batch split: {first:?} / {last:?}");
         check_drained(&[&first[..], &last[..]], &[W0_TWO, W1_ONE]);
+        check_claims(&[&first[..], &last[..]], &[&c0, &c1]);
         finish(seg, vec![first, last], &ledger, &[0, 1, 10]);
     });
 }

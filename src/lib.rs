@@ -111,5 +111,5 @@ pub struct ReadmeDoctests;
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod loom_api {
-    pub use crate::raw::queue::{Pushed, Segments};
+    pub use crate::raw::queue::{Closed, Pushed, Segments};
 }

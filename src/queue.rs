@@ -9,7 +9,7 @@ use crate::engine::{Core, Sorter};
 use crate::options::{option_setters, Error, Options, OptionsUpdate};
 use crate::partition::Store;
 use crate::processor::Processor;
-use crate::raw::queue::Segments;
+use crate::raw::queue::{Closed, Segments};
 use crate::routing;
 use crate::telemetry::{Stats, StopReason};
 use crate::DefaultHashBuilder;
@@ -259,7 +259,7 @@ impl<T: Send + 'static> Queue<T> {
                     Err(self.refuse(refused))
                 }
             }
-            Err(()) => {
+            Err(Closed) => {
                 let mut unaccepted: Vec<T> = rest.collect();
                 if core.capacity.is_some() {
                     part.release(unaccepted.len());

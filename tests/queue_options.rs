@@ -323,7 +323,8 @@ fn drain_threshold_drains_early_and_losslessly() {
     for i in 100..2600 {
         q.push(i).unwrap();
     }
-    assert!(wait_until(GENEROUS, || sink.count() == 2600));
+    // Each crossing drains; what is left below the threshold waits for a tick (or stop).
+    assert!(wait_until(GENEROUS, || sink.count() > 2600 - 100));
     q.stop().unwrap();
     assert_eq!(sink.items(), (0..2600).collect::<Vec<_>>());
     let stats = q.stats();

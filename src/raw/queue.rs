@@ -137,6 +137,10 @@ pub struct Pushed {
     pub after: u64,
 }
 
+/// The store was closed for good: nothing was appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed;
+
 impl<T: Send> Default for Segments<T> {
     fn default() -> Self {
         Self::new()
@@ -193,7 +197,7 @@ impl<T: Send> Segments<T> {
 
     /// Appends every item of `items`, in order, with one claim for all of them. On `Err`
     /// (closed for good) nothing was appended and the items are still in `items`.
-    pub fn extend(&self, items: &mut std::vec::IntoIter<T>) -> Result<Pushed, ()> {
+    pub fn extend(&self, items: &mut std::vec::IntoIter<T>) -> Result<Pushed, Closed> {
         let count = items.len() as u64;
         if count == 0 {
             let claimed = self.len() as u64;
@@ -205,7 +209,7 @@ impl<T: Send> Segments<T> {
         // Acquire: as in `push`.
         let word = self.claims.fetch_add(count, Ordering::Acquire);
         if word & CLOSED != 0 {
-            return Err(());
+            return Err(Closed);
         }
         let first = word & CLAIMS;
         let storage = &self.storages[storage_of(word)];
@@ -280,9 +284,10 @@ impl<T: Send> Segments<T> {
             storage.tail.store(head, Ordering::Relaxed);
             next
         };
-        // AcqRel: Release publishes the fresh storage to writers whose Acquire claim reads
-        // the new word; Acquire orders the drain after every claim counted in `old`.
-        let old = self.claims.swap(next, Ordering::AcqRel);
+        // Release: publishes the fresh storage to writers whose Acquire claim reads the new
+        // word. No Acquire is needed: the drain reads a slot only after an Acquire load of
+        // its `ready` flag, and a block only after an Acquire load of the link to it.
+        let old = self.claims.swap(next, Ordering::Release);
         let claimed = old & CLAIMS;
         // SAFETY: the swap ended generation `old`: its storage receives no new claim, this
         // thread is its only taker (`taker` is held), and `claimed` counts its claims.
