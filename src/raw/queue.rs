@@ -197,6 +197,7 @@ impl<T: Send> Segments<T> {
 
     /// Appends every item of `items`, in order, with one claim for all of them. On `Err`
     /// (closed for good) nothing was appended and the items are still in `items`.
+    #[inline]
     pub fn extend(&self, items: &mut std::vec::IntoIter<T>) -> Result<Pushed, Closed> {
         let count = items.len() as u64;
         if count == 0 {
