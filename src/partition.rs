@@ -140,10 +140,10 @@ impl<S: Store> Partition<S> {
         }
     }
 
-    /// Counts writes refused for capacity.
-    pub(crate) fn count_rejected(&self, n: u64) {
+    /// Counts a write refused for capacity.
+    pub(crate) fn count_rejected(&self) {
         // Relaxed: a counter, reported and reset by `take_rejected`.
-        self.rejected.fetch_add(n, Ordering::Relaxed);
+        self.rejected.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Refusals since the last call.

@@ -140,7 +140,7 @@ impl<S: Store> Core<S> {
     pub(crate) fn rejected(&self, partition: usize) {
         // Relaxed: a statistic.
         self.telemetry.rejected.fetch_add(1, Ordering::Relaxed);
-        self.partitions[partition].count_rejected(1);
+        self.partitions[partition].count_rejected();
     }
 
     /// A write took `partition` from `before` to `after` items: the write that crosses
@@ -279,14 +279,25 @@ impl<S: Store> Core<S> {
             .as_ref()
             .is_some_and(|running| Arc::ptr_eq(running, cycle));
         if ours {
-            control.running = None;
-            control.completed = control.completed.max(cycle.seq);
-            if control.pending && !control.closed {
-                self.spawn_cycle(partition, &mut control, None);
-            }
+            self.move_on(partition, &mut control, cycle.seq);
         }
         drop(control);
         part.notify();
+    }
+
+    /// The running cycle `seq` ended or was given up on: the partition is free, and the
+    /// cycle a tick postponed meanwhile starts now.
+    fn move_on(
+        self: &Arc<Self>,
+        partition: usize,
+        control: &mut crate::partition::Control,
+        seq: u64,
+    ) {
+        control.running = None;
+        control.completed = control.completed.max(seq);
+        if control.pending && !control.closed {
+            self.spawn_cycle(partition, control, None);
+        }
     }
 
     /// Gives up on a partition's cycle that outlived `processing_timeout`: its unsettled
@@ -311,11 +322,7 @@ impl<S: Store> Core<S> {
         // Relaxed: a counter read by `stop` on the same thread or after the partition's
         // mutex, which orders it.
         self.timeouts.fetch_add(1, Ordering::Relaxed);
-        control.running = None;
-        control.completed = control.completed.max(cycle.seq);
-        if control.pending && !control.closed {
-            self.spawn_cycle(partition, &mut control, None);
-        }
+        self.move_on(partition, &mut control, cycle.seq);
         drop(control);
         part.notify();
         self.telemetry
@@ -330,9 +337,20 @@ impl<S: Store> Core<S> {
     /// Waits until `partition` completed cycle `seq` (or closed without it), enforcing
     /// timeouts while waiting.
     fn wait_completed(self: &Arc<Self>, partition: usize, seq: u64) {
+        drop(self.wait_while(partition, |control| control.completed < seq));
+    }
+
+    /// Waits while `busy` holds and a cycle is running on `partition`, giving up on that
+    /// cycle at its deadline (so no wait outlives `processing_timeout`); returns the
+    /// partition's control, locked.
+    fn wait_while(
+        self: &Arc<Self>,
+        partition: usize,
+        busy: impl Fn(&crate::partition::Control) -> bool,
+    ) -> std::sync::MutexGuard<'_, crate::partition::Control> {
         let part = &self.partitions[partition];
         let mut control = part.control();
-        while control.completed < seq {
+        while busy(&control) {
             let Some(deadline) = control.running.as_ref().map(|c| c.deadline) else {
                 break;
             };
@@ -344,6 +362,7 @@ impl<S: Store> Core<S> {
             }
             control = part.wait(control, deadline);
         }
+        control
     }
 
     /// Runs a cycle on every partition now and waits until the processor returned for
@@ -394,19 +413,7 @@ impl<S: Store> Core<S> {
             .collect();
         let mut last = Vec::with_capacity(self.partitions.len());
         for (partition, items) in finals.into_iter().enumerate() {
-            let part = &self.partitions[partition];
-            let mut control = part.control();
-            loop {
-                match control.running.as_ref().map(|c| c.deadline) {
-                    None => break,
-                    Some(deadline) if Instant::now() >= deadline => {
-                        drop(control);
-                        self.check_timeout(partition, Instant::now());
-                        control = part.control();
-                    }
-                    Some(deadline) => control = part.wait(control, deadline),
-                }
-            }
+            let mut control = self.wait_while(partition, |control| control.running.is_some());
             last.push(self.spawn_cycle(partition, &mut control, Some(items)));
         }
         for (partition, seq) in last.into_iter().enumerate() {
