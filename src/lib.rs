@@ -81,6 +81,7 @@
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 mod engine;
+mod entry;
 mod options;
 mod partition;
 mod processor;
@@ -90,6 +91,7 @@ mod routing;
 mod sync;
 mod telemetry;
 
+pub use entry::Entry;
 pub use options::{BatchSize, Error, OptionsUpdate, PushError};
 pub use processor::{ProcessOutcome, Processor};
 pub use queue::{Queue, QueueBuilder};

@@ -3,3 +3,4 @@
 //! primitive comes from [`crate::sync`] so loom can check it.
 
 pub(crate) mod queue;
+pub(crate) mod table;
