@@ -114,4 +114,5 @@ pub struct ReadmeDoctests;
 #[doc(hidden)]
 pub mod loom_api {
     pub use crate::raw::queue::{Closed, Pushed, Segments};
+    pub use crate::raw::staging::Staged;
 }

@@ -9,7 +9,7 @@ use crate::engine::{Core, Sorter};
 use crate::options::{option_setters, Error, Options, OptionsUpdate};
 use crate::partition::Store;
 use crate::processor::Processor;
-use crate::raw::queue::{Closed, Segments};
+use crate::raw::staging::Staged;
 use crate::routing;
 use crate::telemetry::{Stats, StopReason};
 use crate::DefaultHashBuilder;
@@ -19,30 +19,33 @@ use crate::PushError;
 /// Routes an item to a partition by a hash of a key derived from it.
 type Router<T> = Box<dyn Fn(&T) -> u64 + Send + Sync>;
 
-impl<T: Send + 'static> Store for Segments<T> {
+impl<T: Send + 'static> Store for Staged<T> {
     type Out = T;
 
     fn take(&self, out: &mut Vec<T>) -> usize {
-        Segments::take(self, out)
+        Staged::take(self, out)
     }
 
     fn close_for_good(&self, out: &mut Vec<T>) -> usize {
-        Segments::close_for_good(self, out)
+        Staged::close_for_good(self, out)
     }
 
     fn len(&self) -> usize {
-        Segments::len(self)
+        Staged::len(self)
     }
 
     fn is_empty(&self) -> bool {
-        Segments::is_empty(self)
+        Staged::is_empty(self)
     }
 }
 
 /// A buffer that delivers every pushed item to the processor exactly once, in push order
 /// within each partition.
 ///
-/// Writes never block: a push is one `fetch_add` and two stores. On each tick
+/// Writes never block. A partition written by one thread only (the default routing gives
+/// each producer thread its own partition when there are enough) takes a push with two plain
+/// stores, into that thread's own lane; once a second thread writes to it, a push is one
+/// `fetch_add` and two stores. On each tick
 /// (every `processing_interval`), each partition's storage is swapped for a fresh one and the
 /// old contents go to the processor, on the thread pool, in batches of
 /// `processing_batch_size`.
@@ -77,7 +80,7 @@ pub struct Queue<T: Send + 'static> {
 
 /// The part of a queue its handles share; dropping it stops the buffer.
 struct Handle<T: Send + 'static> {
-    core: Arc<Core<Segments<T>>>,
+    core: Arc<Core<Staged<T>>>,
     router: Option<Router<T>>,
     keys: DefaultHashBuilder,
 }
@@ -132,8 +135,9 @@ impl<T: Send + 'static> Queue<T> {
     /// buffer is stopped; either way the item comes back.
     #[inline]
     pub fn push(&self, item: T) -> Result<(), crate::PushError<T>> {
-        let partition = self.route(&item);
-        self.push_to(partition, item)
+        let thread = routing::this_thread();
+        let partition = self.route(thread, &item);
+        self.push_to(thread, partition, item)
             .map_err(|e| self.count_full(partition, e))
     }
 
@@ -148,7 +152,7 @@ impl<T: Send + 'static> Queue<T> {
             self.handle.keys.hash_one(key),
             self.handle.core.partitions.len(),
         );
-        self.push_to(partition, item)
+        self.push_to(routing::this_thread(), partition, item)
             .map_err(|e| self.count_full(partition, e))
     }
 
@@ -162,8 +166,9 @@ impl<T: Send + 'static> Queue<T> {
         if self.handle.router.is_some() {
             return self.push_each(items);
         }
-        let partition = routing::by_thread(self.handle.core.partitions.len());
-        self.push_vec_to(partition, items)
+        let thread = routing::this_thread();
+        let partition = routing::by_thread(thread, self.handle.core.partitions.len());
+        self.push_vec_to(thread, partition, items)
             .map_err(|e| self.count_full(partition, e))
     }
 
@@ -205,16 +210,16 @@ impl<T: Send + 'static> Queue<T> {
     }
 
     #[inline]
-    fn route(&self, item: &T) -> usize {
+    fn route(&self, thread: usize, item: &T) -> usize {
         let partitions = self.handle.core.partitions.len();
         match &self.handle.router {
-            None => routing::by_thread(partitions),
+            None => routing::by_thread(thread, partitions),
             Some(router) => routing::by_hash(router(item), partitions),
         }
     }
 
     #[inline]
-    fn push_to(&self, partition: usize, item: T) -> Result<(), crate::PushError<T>> {
+    fn push_to(&self, thread: usize, partition: usize, item: T) -> Result<(), crate::PushError<T>> {
         let core = &*self.handle.core;
         let part = &core.partitions[partition];
         if let Some(capacity) = core.capacity {
@@ -222,7 +227,7 @@ impl<T: Send + 'static> Queue<T> {
                 return Err(self.refuse(item));
             }
         }
-        match part.store.push(item) {
+        match part.store.push(thread, item) {
             Ok(pushed) => {
                 core.filled(partition, pushed.before, pushed.after);
                 Ok(())
@@ -238,6 +243,7 @@ impl<T: Send + 'static> Queue<T> {
 
     fn push_vec_to(
         &self,
+        thread: usize,
         partition: usize,
         mut items: Vec<T>,
     ) -> Result<(), crate::PushError<Vec<T>>> {
@@ -248,9 +254,7 @@ impl<T: Send + 'static> Queue<T> {
             let granted = part.reserve(capacity, items.len());
             refused = items.split_off(granted);
         }
-        let mut rest = items.into_iter();
-        let outcome = part.store.extend(&mut rest);
-        match outcome {
+        match part.store.extend(thread, items) {
             Ok(pushed) => {
                 core.filled(partition, pushed.before, pushed.after);
                 if refused.is_empty() {
@@ -259,8 +263,7 @@ impl<T: Send + 'static> Queue<T> {
                     Err(self.refuse(refused))
                 }
             }
-            Err(Closed) => {
-                let mut unaccepted: Vec<T> = rest.collect();
+            Err(mut unaccepted) => {
                 if core.capacity.is_some() {
                     part.release(unaccepted.len());
                 }
@@ -276,9 +279,10 @@ impl<T: Send + 'static> Queue<T> {
         let mut refused = Vec::new();
         let mut stopped = false;
         let mut first_full = None;
+        let thread = routing::this_thread();
         for item in items {
-            let partition = self.route(&item);
-            match self.push_to(partition, item) {
+            let partition = self.route(thread, &item);
+            match self.push_to(thread, partition, item) {
                 Ok(()) => {}
                 Err(crate::PushError::Full(item)) => {
                     first_full.get_or_insert(partition);
@@ -301,6 +305,7 @@ impl<T: Send + 'static> Queue<T> {
 
     /// The error for a write refused for capacity: `Stopped` once the buffer is stopped,
     /// `Full` otherwise.
+    #[cold]
     fn refuse<V>(&self, value: V) -> crate::PushError<V> {
         if self.handle.core.is_stopped() {
             crate::PushError::Stopped(value)
@@ -311,6 +316,7 @@ impl<T: Send + 'static> Queue<T> {
 
     /// Counts a `Full` error about to be returned: one refused write, reported in the
     /// partition's next `Rejected` event, so their counts sum to the `Full` errors returned.
+    #[cold]
     fn count_full<V>(&self, partition: usize, error: crate::PushError<V>) -> crate::PushError<V> {
         if let crate::PushError::Full(_) = &error {
             self.handle.core.rejected(partition);
@@ -388,7 +394,7 @@ impl<T: Send + 'static> QueueBuilder<T> {
     pub fn start(self) -> Result<Queue<T>, Error> {
         let options = self.options.resolve()?;
         let processor = self.processor.ok_or(Error::MissingProcessor)?;
-        let core = Core::start(options, |_| Segments::new(), processor, self.sorter)?;
+        let core = Core::start(options, |_| Staged::new(), processor, self.sorter)?;
         Ok(Queue {
             handle: Arc::new(Handle {
                 core,

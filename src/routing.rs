@@ -2,20 +2,28 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The calling thread's partition: threads are numbered in order of their first write, so
-/// producers spread evenly and each keeps to one partition (its items stay in push order and
-/// threads on different partitions do not contend).
+/// The calling thread's number: threads are numbered from 1 in order of their first write.
 #[inline]
-pub(crate) fn by_thread(partitions: usize) -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
+pub(crate) fn this_thread() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(1);
     thread_local! {
         // Relaxed: only uniqueness of the numbers matters, which the RMW gives.
-        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        static NUMBER: usize = NEXT.fetch_add(1, Ordering::Relaxed);
     }
-    if partitions == 1 {
-        return 0;
+    NUMBER.with(|number| *number)
+}
+
+/// The partition of thread number `thread`: consecutive numbers take consecutive
+/// partitions, so producers spread evenly and each keeps to one partition (its items stay in
+/// push order and threads on different partitions do not contend).
+#[inline]
+pub(crate) fn by_thread(thread: usize, partitions: usize) -> usize {
+    let slot = thread - 1;
+    if slot < partitions {
+        slot
+    } else {
+        slot % partitions
     }
-    SLOT.with(|slot| *slot) % partitions
 }
 
 /// The partition of a hash: the high bits, scaled (no modulo bias, no division).
@@ -41,9 +49,15 @@ mod tests {
     }
 
     #[test]
-    fn by_thread_is_stable_per_thread() {
-        let first = by_thread(5);
-        assert!((0..100).all(|_| by_thread(5) == first));
-        assert_eq!(by_thread(1), 0);
+    fn threads_are_numbered_once_and_spread() {
+        let me = this_thread();
+        assert!(me >= 1 && (0..100).all(|_| this_thread() == me));
+        let other = std::thread::spawn(this_thread).join().expect("thread");
+        assert_ne!(other, me);
+        assert_eq!(by_thread(me, 1), 0);
+        assert_eq!(
+            (1..=6).map(|t| by_thread(t, 4)).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 0, 1]
+        );
     }
 }

@@ -61,28 +61,8 @@ struct Block<T> {
 }
 
 impl<T> Block<T> {
-    /// Slots per block: a power of two, about 16 KiB of values, between 16 and 1024 slots.
-    /// Small under loom and Miri so that the models cross block boundaries.
-    const CAP: usize = if cfg!(loom) {
-        2
-    } else if cfg!(miri) {
-        4
-    } else {
-        let size = if core::mem::size_of::<T>() == 0 {
-            1
-        } else {
-            core::mem::size_of::<T>()
-        };
-        let fit = 16 * 1024 / size;
-        if fit >= 1024 {
-            1024
-        } else if fit < 16 {
-            16
-        } else {
-            // The largest power of two not above `fit`.
-            1 << (usize::BITS - 1 - fit.leading_zeros())
-        }
-    };
+    /// Slots per block (see [`super::block_capacity`]).
+    const CAP: usize = super::block_capacity::<T>();
 
     /// `log2(CAP)`: slot `n` is in block `n >> SHIFT`.
     const SHIFT: u32 = Self::CAP.trailing_zeros();
@@ -243,7 +223,9 @@ impl<T: Send> Segments<T> {
         }
     }
 
-    /// True when nothing was claimed in the current generation.
+    /// True when nothing was claimed in the current generation (for tests and models: the
+    /// partition asks [`super::staging::Staged`]).
+    #[cfg(any(test, loom))]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -1,0 +1,329 @@
+//! An owner's lane: the staging area of the one thread that owns a `Queue` partition.
+//!
+//! A lane is a single-producer, single-consumer chain of blocks. Its owner appends with a
+//! plain store of the value and a Release store of `written` (no read-modify-write, no
+//! fence); the partition's taker moves `taken..written` out at every tick with plain reads,
+//! and recycles each block once it has read past it. Only [`super::staging`] uses it: that
+//! module decides who owns a lane and how a lane and the shared segments are ordered.
+//!
+//! # Protocol
+//!
+//! * **Owner** (one thread; the caller of the `unsafe` write methods vouches for it): writes
+//!   value `n` into the block at `tail`, then stores `written = n + 1` (Release). At a block
+//!   boundary it links a fresh block to `tail.next` before writing into it, so a reader that
+//!   sees `written > n` also sees the link.
+//! * **Taker** (one at a time): loads `written` (Acquire), reads `taken..written` block by block
+//!   from `head`, then stores `taken` (Release). It frees a block when it moves past it: the
+//!   owner had linked the next block, so it never touches the old one again.
+//! * **Settling after the final take** (owner, once the taker has published `final_count`):
+//!   the owner takes back its own values past `final_count` with [`Lane::retract`].
+
+use core::mem::MaybeUninit;
+use core::ptr;
+
+use crossbeam_utils::CachePadded;
+
+use crate::sync::{AtomicPtr, AtomicU64, Mutex, Ordering, UnsafeCell};
+
+/// `final_count` before the final take has drained the lane.
+const NOT_DRAINED: u64 = u64::MAX;
+
+/// Blocks kept for reuse per lane; more than this are freed.
+const POOL_LIMIT: usize = 16;
+
+/// A run of [`LaneBlock::CAP`] value cells.
+struct LaneBlock<T> {
+    /// Position of the block in the lane: it holds values `index * CAP ..`.
+    index: u64,
+    /// The next block, linked by the owner before it writes into it.
+    next: AtomicPtr<LaneBlock<T>>,
+    values: Box<[UnsafeCell<MaybeUninit<T>>]>,
+}
+
+impl<T> LaneBlock<T> {
+    const CAP: usize = super::block_capacity::<T>();
+    const SHIFT: u32 = Self::CAP.trailing_zeros();
+
+    fn new(index: u64) -> Box<Self> {
+        Box::new(LaneBlock {
+            index,
+            next: AtomicPtr::new(ptr::null_mut()),
+            values: (0..Self::CAP)
+                .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
+                .collect(),
+        })
+    }
+}
+
+/// One owner thread's staging chain for one partition.
+pub(crate) struct Lane<T> {
+    /// The owner's thread number (see `routing::this_thread`): never 0.
+    thread: usize,
+    /// Values written by the owner, ever: the owner's Release store publishes each value.
+    written: CachePadded<AtomicU64>,
+    /// Values moved out by takers, ever.
+    taken: CachePadded<AtomicU64>,
+    /// How many values the final take drained, once it has; [`NOT_DRAINED`] before.
+    final_count: AtomicU64,
+    /// The owner's block: where value `written` goes (owner only).
+    tail: UnsafeCell<*mut LaneBlock<T>>,
+    /// The taker's block: the one holding value `taken`, or the one before it when `taken`
+    /// starts a block that may not be linked yet (taker only, and the owner once settled).
+    head: UnsafeCell<*mut LaneBlock<T>>,
+    /// Drained blocks, from the taker back to the owner. Boxed: blocks are linked as raw
+    /// `Box` pointers; moving them out of their allocation would cost one per reuse.
+    #[allow(clippy::vec_box)]
+    pool: Mutex<Vec<Box<LaneBlock<T>>>>,
+}
+
+// SAFETY: values of `T` move from the owner thread to the taker, so `T: Send` is required and
+// sufficient; shared fields are atomics or a mutex, and `tail`, `head` and the value cells
+// are each touched by one side only under the protocol of the module docs.
+unsafe impl<T: Send> Send for Lane<T> {}
+// SAFETY: as for `Send`: no `&T` is ever handed out; the `unsafe` methods state which side
+// may call them.
+unsafe impl<T: Send> Sync for Lane<T> {}
+
+impl<T> Lane<T> {
+    /// An empty lane owned by thread `thread`.
+    pub(crate) fn new(thread: usize) -> Self {
+        let first = Box::into_raw(LaneBlock::new(0));
+        Lane {
+            thread,
+            written: CachePadded::new(AtomicU64::new(0)),
+            taken: CachePadded::new(AtomicU64::new(0)),
+            final_count: AtomicU64::new(NOT_DRAINED),
+            tail: UnsafeCell::new(first),
+            head: UnsafeCell::new(first),
+            pool: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The owner's thread number.
+    #[inline]
+    pub(crate) fn thread(&self) -> usize {
+        self.thread
+    }
+
+    /// Values written and not yet taken: exact when neither side is mid-operation.
+    #[inline]
+    pub(crate) fn pending(&self) -> u64 {
+        // Relaxed (both): a count for `len` and the drain trigger; it promises nothing about
+        // operations in flight.
+        let written = self.written.load(Ordering::Relaxed);
+        let taken = self.taken.load(Ordering::Relaxed);
+        written.saturating_sub(taken)
+    }
+
+    /// Values pending once the owner has written `written` values: exact for the owner.
+    #[inline]
+    pub(crate) fn pending_after(&self, written: u64) -> u64 {
+        // Relaxed: a count for the drain trigger, like `pending`.
+        written.saturating_sub(self.taken.load(Ordering::Relaxed))
+    }
+
+    /// Appends one value; returns its position in the lane.
+    ///
+    /// # Safety
+    ///
+    /// Only the owner thread calls the write methods, never two at once, and never after
+    /// [`Lane::retract`].
+    #[inline]
+    pub(crate) unsafe fn write(&self, item: T) -> u64 {
+        // Relaxed: the owner's own counter; only this thread stores it.
+        let n = self.written.load(Ordering::Relaxed);
+        // SAFETY: the caller is the owner (this function's contract), the only user of
+        // `tail` and of the cell of value `n`, which no taker reads before `written > n`.
+        unsafe {
+            let block = self.block_for(n);
+            (*block).values[(n as usize) & (LaneBlock::<T>::CAP - 1)]
+                .with_mut(|cell| (*cell).write(item));
+        }
+        // Release: pairs with the taker's Acquire load of `written`, publishing the value
+        // (and any block linked for it).
+        self.written.store(n + 1, Ordering::Release);
+        n
+    }
+
+    /// Appends every item, in order, with one publication; returns the position of the first.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Lane::write`].
+    pub(crate) unsafe fn write_all(&self, items: impl Iterator<Item = T>) -> u64 {
+        // Relaxed: as in `write`.
+        let first = self.written.load(Ordering::Relaxed);
+        let mut n = first;
+        for item in items {
+            // SAFETY: as in `write`: the owner alone writes values at and past `written`.
+            unsafe {
+                let block = self.block_for(n);
+                (*block).values[(n as usize) & (LaneBlock::<T>::CAP - 1)]
+                    .with_mut(|cell| (*cell).write(item));
+            }
+            n += 1;
+        }
+        // Release: as in `write`, for all of them at once.
+        self.written.store(n, Ordering::Release);
+        first
+    }
+
+    /// The owner's block for value `n`, linking a fresh one at a block boundary.
+    ///
+    /// # Safety
+    ///
+    /// Only the owner calls it, with `n` its next value.
+    #[inline]
+    unsafe fn block_for(&self, n: u64) -> *mut LaneBlock<T> {
+        // SAFETY: the owner alone uses `tail` (the caller's contract).
+        let tail = unsafe { self.tail.with_mut(|tail| *tail) };
+        if n & (LaneBlock::<T>::CAP as u64 - 1) != 0 || n == 0 {
+            return tail;
+        }
+        // SAFETY: as above.
+        unsafe { self.link_block(tail, n >> LaneBlock::<T>::SHIFT) }
+    }
+
+    /// Links a fresh block `index` after `tail` and makes it the owner's block.
+    ///
+    /// # Safety
+    ///
+    /// Only the owner calls it, with `tail` its current block.
+    #[cold]
+    unsafe fn link_block(&self, tail: *mut LaneBlock<T>, index: u64) -> *mut LaneBlock<T> {
+        let recycled = self.pool.lock().ok().and_then(|mut pool| pool.pop());
+        let mut fresh = recycled.unwrap_or_else(|| LaneBlock::new(index));
+        fresh.index = index;
+        let fresh = Box::into_raw(fresh);
+        // SAFETY: `tail` is the owner's block, alive until the taker has read past it, which
+        // needs `written` beyond this block, not yet published.
+        let tail_block = unsafe { &*tail };
+        // Relaxed: published to the taker by the owner's next Release store of `written`,
+        // which counts a value in the fresh block.
+        tail_block.next.store(fresh, Ordering::Relaxed);
+        // SAFETY: the owner alone uses `tail`.
+        unsafe { self.tail.with_mut(|tail| *tail = fresh) };
+        fresh
+    }
+
+    /// Moves every published value not taken yet into `out`, in order; returns how many.
+    ///
+    /// # Safety
+    ///
+    /// One taker at a time (the caller serializes takers), never after [`Lane::retract`].
+    pub(crate) unsafe fn drain(&self, out: &mut Vec<T>) -> u64 {
+        // Acquire: pairs with the owner's Release store of `written`: every value below it,
+        // and every block link it needs, is visible.
+        let end = self.written.load(Ordering::Acquire);
+        // Relaxed: the takers' own counter, ordered between takers by their lock.
+        let start = self.taken.load(Ordering::Relaxed);
+        out.reserve((end - start) as usize);
+        // SAFETY: takers alone use `head` (the caller's contract).
+        let mut block = unsafe { self.head.with_mut(|head| *head) };
+        for n in start..end {
+            let idx = (n as usize) & (LaneBlock::<T>::CAP - 1);
+            if idx == 0 && n != 0 {
+                // SAFETY: `block` is the taker's head block, alive (only takers free blocks).
+                let done = unsafe { &*block };
+                if done.index != n >> LaneBlock::<T>::SHIFT {
+                    // Relaxed: the link was published with `written` (Acquire above).
+                    let next = done.next.load(Ordering::Relaxed);
+                    // SAFETY: the owner linked `next` before writing value `n`, so it never
+                    // touches `done` again; every value of `done` was read; it came from
+                    // `Box::into_raw`.
+                    self.recycle(unsafe { Box::from_raw(block) });
+                    block = next;
+                }
+            }
+            // SAFETY: value `n` was written and published (`n < end`), is read once (then
+            // `taken` passes it), and its block is alive.
+            out.push(unsafe { (*block).values[idx].with_mut(|cell| (*cell).assume_init_read()) });
+        }
+        // SAFETY: as above.
+        unsafe { self.head.with_mut(|head| *head = block) };
+        // Relaxed: the takers' own counter (their lock orders it between them, and before a
+        // settling owner); `pending` only needs a value.
+        self.taken.store(end, Ordering::Relaxed);
+        end - start
+    }
+
+    /// Records that the final take drained the lane up to `taken`.
+    pub(crate) fn mark_final(&self) {
+        // Relaxed: the takers' own counter.
+        let taken = self.taken.load(Ordering::Relaxed);
+        // Relaxed: published by the caller's unlock of the takers' lock.
+        self.final_count.store(taken, Ordering::Relaxed);
+    }
+
+    /// How many values the final take drained, or `None` if it never saw this lane.
+    pub(crate) fn final_count(&self) -> Option<u64> {
+        // Relaxed: read after the caller took the takers' lock, which the final take held.
+        match self.final_count.load(Ordering::Relaxed) {
+            NOT_DRAINED => None,
+            n => Some(n),
+        }
+    }
+
+    /// Takes back values `from..written` into `out`, in order; the lane ends at `from`.
+    ///
+    /// # Safety
+    ///
+    /// Only the owner calls it, after the final take has finished with this lane (or when no
+    /// taker can ever see it), with `from` at or past every value a taker drained.
+    pub(crate) unsafe fn retract(&self, from: u64, out: &mut Vec<T>) {
+        // Relaxed: the owner's own counter.
+        let end = self.written.load(Ordering::Relaxed);
+        // SAFETY: no taker uses `head` any more (the caller's contract).
+        let mut block = unsafe { self.head.with_mut(|head| *head) };
+        for n in from..end {
+            let index = n >> LaneBlock::<T>::SHIFT;
+            // SAFETY: blocks from `head` on are alive (only takers free blocks, and they are
+            // done); the owner linked every block up to the one of value `end - 1`.
+            while unsafe { (*block).index } != index {
+                // SAFETY: as above; Relaxed: the owner's own link.
+                block = unsafe { (*block).next.load(Ordering::Relaxed) };
+            }
+            let idx = (n as usize) & (LaneBlock::<T>::CAP - 1);
+            // SAFETY: value `n` was written by this owner and not drained (`n >= from`).
+            out.push(unsafe { (*block).values[idx].with_mut(|cell| (*cell).assume_init_read()) });
+        }
+        // Relaxed: the owner's own counter; no taker reads it any more.
+        self.written.store(from, Ordering::Relaxed);
+    }
+
+    /// Keeps a drained block for reuse.
+    fn recycle(&self, block: Box<LaneBlock<T>>) {
+        // Relaxed: the block is private to the taker; the owner's Mutex acquire publishes it.
+        block.next.store(ptr::null_mut(), Ordering::Relaxed);
+        if let Ok(mut pool) = self.pool.lock() {
+            if pool.len() < POOL_LIMIT {
+                pool.push(block);
+            }
+        }
+    }
+}
+
+impl<T> Drop for Lane<T> {
+    fn drop(&mut self) {
+        // `&mut self`: neither side is left. Relaxed (all): `&mut` orders everything before.
+        let end = self.written.load(Ordering::Relaxed);
+        let start = self.taken.load(Ordering::Relaxed);
+        // SAFETY: `&mut self`: nobody else uses `head`.
+        let mut block = unsafe { self.head.with_mut(|head| *head) };
+        let mut n = start;
+        while !block.is_null() {
+            // SAFETY: the chain from `head` holds every live block, each from `Box::into_raw`
+            // and linked once.
+            let current = unsafe { Box::from_raw(block) };
+            let block_end = (current.index + 1) << LaneBlock::<T>::SHIFT;
+            // `n` starts in the head block, or just past it.
+            while n < end && n < block_end {
+                let idx = (n as usize) & (LaneBlock::<T>::CAP - 1);
+                // SAFETY: values `taken..written` are initialized and not moved out.
+                unsafe { current.values[idx].with_mut(|cell| (*cell).assume_init_drop()) };
+                n += 1;
+            }
+            block = current.next.load(Ordering::Relaxed);
+        }
+    }
+}
