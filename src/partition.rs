@@ -17,6 +17,9 @@ pub(crate) trait Store: Send + Sync + 'static {
     fn len(&self) -> usize;
     /// Nothing in the current storage.
     fn is_empty(&self) -> bool;
+    /// `drain_threshold` changed (0: off). A store that checks the threshold on its own write
+    /// path keeps a copy; the others leave the check to the handle (`Core::filled`).
+    fn set_drain_threshold(&self, _threshold: usize) {}
 }
 
 /// One processing cycle of a partition.

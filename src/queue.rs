@@ -37,6 +37,10 @@ impl<T: Send + 'static> Store for Staged<T> {
     fn is_empty(&self) -> bool {
         Staged::is_empty(self)
     }
+
+    fn set_drain_threshold(&self, threshold: usize) {
+        Staged::set_drain_threshold(self, threshold as u64);
+    }
 }
 
 /// A buffer that delivers every pushed item to the processor exactly once, in push order
@@ -228,8 +232,10 @@ impl<T: Send + 'static> Queue<T> {
             }
         }
         match part.store.push(thread, item) {
-            Ok(pushed) => {
-                core.filled(partition, pushed.before, pushed.after);
+            Ok(crossed) => {
+                if crossed {
+                    core.request_drain(partition);
+                }
                 Ok(())
             }
             Err(item) => {
@@ -255,8 +261,10 @@ impl<T: Send + 'static> Queue<T> {
             refused = items.split_off(granted);
         }
         match part.store.extend(thread, items) {
-            Ok(pushed) => {
-                core.filled(partition, pushed.before, pushed.after);
+            Ok(crossed) => {
+                if crossed {
+                    core.request_drain(partition);
+                }
                 if refused.is_empty() {
                     Ok(())
                 } else {

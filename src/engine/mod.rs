@@ -85,6 +85,7 @@ impl<S: Store> Core<S> {
             timeouts: AtomicU64::new(0),
             started: Instant::now(),
         });
+        core.set_drain_threshold(runtime.drain_threshold.unwrap_or(0));
         for partition in 0..core.partitions.len() {
             core.telemetry
                 .emit(Event::PartitionStart(telemetry::PartitionStart {
@@ -156,8 +157,25 @@ impl<S: Store> Core<S> {
         }
     }
 
+    /// Whether `drain_threshold` is on: writers whose store has no cheap claim count (the
+    /// HashMap's) read their partition's length for `filled` only then.
+    #[inline]
+    pub(crate) fn watches_fill(&self) -> bool {
+        // Relaxed: see `filled`.
+        self.drain_threshold.load(Ordering::Relaxed) > 0
+    }
+
+    fn set_drain_threshold(&self, threshold: usize) {
+        // Relaxed: see `filled`.
+        self.drain_threshold.store(threshold, Ordering::Relaxed);
+        for partition in self.partitions.iter() {
+            partition.store.set_drain_threshold(threshold);
+        }
+    }
+
+    /// Asks for an early drain of `partition`: its writer saw it reach `drain_threshold`.
     #[cold]
-    fn request_drain(&self, partition: usize) {
+    pub(crate) fn request_drain(&self, partition: usize) {
         if self.partitions[partition].request_drain() {
             self.engine
                 .at(self.id(), Instant::now(), TimerKind::Drain(partition));
@@ -169,9 +187,7 @@ impl<S: Store> Core<S> {
         let new = runtime.updated(update)?;
         *runtime = new;
         drop(runtime);
-        // Relaxed: see `filled`.
-        self.drain_threshold
-            .store(new.drain_threshold.unwrap_or(0), Ordering::Relaxed);
+        self.set_drain_threshold(new.drain_threshold.unwrap_or(0));
         if update.processing_interval.is_some()
             || update.drain_check_interval.is_some()
             || update.drain_threshold.is_some()

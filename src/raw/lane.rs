@@ -134,9 +134,12 @@ impl<T> Lane<T> {
         let n = self.written.load(Ordering::Relaxed);
         // SAFETY: the caller is the owner (this function's contract), the only user of
         // `tail` and of the cell of value `n`, which no taker reads before `written > n`.
+        // `idx < CAP`, the length of `values`.
         unsafe {
             let block = self.block_for(n);
-            (*block).values[(n as usize) & (LaneBlock::<T>::CAP - 1)]
+            let idx = (n as usize) & (LaneBlock::<T>::CAP - 1);
+            (&(*block).values)
+                .get_unchecked(idx)
                 .with_mut(|cell| (*cell).write(item));
         }
         // Release: pairs with the taker's Acquire load of `written`, publishing the value
@@ -177,11 +180,11 @@ impl<T> Lane<T> {
     unsafe fn block_for(&self, n: u64) -> *mut LaneBlock<T> {
         // SAFETY: the owner alone uses `tail` (the caller's contract).
         let tail = unsafe { self.tail.with_mut(|tail| *tail) };
-        if n & (LaneBlock::<T>::CAP as u64 - 1) != 0 || n == 0 {
-            return tail;
+        if n & (LaneBlock::<T>::CAP as u64 - 1) == 0 && n != 0 {
+            // SAFETY: as above.
+            return unsafe { self.link_block(tail, n >> LaneBlock::<T>::SHIFT) };
         }
-        // SAFETY: as above.
-        unsafe { self.link_block(tail, n >> LaneBlock::<T>::SHIFT) }
+        tail
     }
 
     /// Links a fresh block `index` after `tail` and makes it the owner's block.

@@ -36,6 +36,8 @@
 
 use core::ptr;
 
+use crossbeam_utils::CachePadded;
+
 use crate::raw::barrier;
 use crate::raw::lane::Lane;
 use crate::raw::queue::{Closed, Pushed, Segments};
@@ -49,12 +51,21 @@ const CLOSED: u64 = 2;
 /// A partition's queue store: any number of writers, one taker at a time.
 pub struct Staged<T> {
     shared: Segments<T>,
+    /// What every write reads, on a cache line of its own (nothing else writes it).
+    hot: CachePadded<Hot<T>>,
+    /// Serializes takers; holds the scratch vector the segments are drained into.
+    taker: Mutex<Vec<T>>,
+}
+
+/// The read-mostly words of a [`Staged`] store.
+struct Hot<T> {
     /// The owner's lane: null until the first write, then fixed for the store's life.
     owner: AtomicPtr<Lane<T>>,
     /// `SHARED` and `CLOSED` bits; each is set once and never cleared.
     mode: AtomicU64,
-    /// Serializes takers; holds the scratch vector the segments are drained into.
-    taker: Mutex<Vec<T>>,
+    /// The drain threshold (0: off): a write that brings the store from below it to it or
+    /// above reports the crossing.
+    drain_at: AtomicU64,
 }
 
 impl<T: Send> Default for Staged<T> {
@@ -69,16 +80,27 @@ impl<T: Send> Staged<T> {
         barrier::init();
         Staged {
             shared: Segments::new(),
-            owner: AtomicPtr::new(ptr::null_mut()),
-            mode: AtomicU64::new(0),
+            hot: CachePadded::new(Hot {
+                owner: AtomicPtr::new(ptr::null_mut()),
+                mode: AtomicU64::new(0),
+                drain_at: AtomicU64::new(0),
+            }),
             taker: Mutex::new(Vec::new()),
         }
     }
 
+    /// Sets the drain threshold (0: off): see [`Staged::push`].
+    pub fn set_drain_threshold(&self, threshold: u64) {
+        // Relaxed: a trigger; a write that misses a change leaves the drain to the periodic
+        // check.
+        self.hot.drain_at.store(threshold, Ordering::Relaxed);
+    }
+
     /// Appends one item pushed by thread `thread` (a number unique to the calling thread,
-    /// never 0). `Err` gives the item back once the store is closed for good.
+    /// never 0). `Ok(true)` when this write brought the store to the drain threshold. `Err`
+    /// gives the item back once the store is closed for good.
     #[inline]
-    pub fn push(&self, thread: usize, item: T) -> Result<Pushed, T> {
+    pub fn push(&self, thread: usize, item: T) -> Result<bool, T> {
         if let Some(lane) = self.own_lane(thread) {
             // SAFETY: `own_lane` returned the lane of the calling thread, its only writer.
             let n = unsafe { lane.write(item) };
@@ -87,9 +109,10 @@ impl<T: Send> Staged<T> {
         self.push_slow(thread, item)
     }
 
-    /// Appends every item of `items` in order. On `Err`, the items given back were not
-    /// accepted; the others were (a close for good can cut a batch in two).
-    pub fn extend(&self, thread: usize, items: Vec<T>) -> Result<Pushed, Vec<T>> {
+    /// Appends every item of `items` in order; `Ok` as for [`Staged::push`]. On `Err`, the
+    /// items given back were not accepted; the others were (a close for good can cut a batch
+    /// in two).
+    pub fn extend(&self, thread: usize, items: Vec<T>) -> Result<bool, Vec<T>> {
         let count = items.len() as u64;
         if let Some(lane) = self.own_lane(thread) {
             // SAFETY: as in `push`.
@@ -102,20 +125,21 @@ impl<T: Send> Staged<T> {
             return self.after_lane_write(lane, first, count);
         }
         let mut rest = items.into_iter();
-        self.shared
-            .extend(&mut rest)
-            .map_err(|Closed| rest.collect())
+        match self.shared.extend(&mut rest) {
+            Ok(pushed) => Ok(self.crossed(pushed)),
+            Err(Closed) => Err(rest.collect()),
+        }
     }
 
     /// The lane of `thread` if it owns this store and the store is neither shared nor closed.
     #[inline]
     fn own_lane(&self, thread: usize) -> Option<&Lane<T>> {
         // Acquire: pairs with the AcqRel CAS in `install` that published the lane.
-        let lane = self.owner.load(Ordering::Acquire);
+        let lane = self.hot.owner.load(Ordering::Acquire);
         // Relaxed: `SHARED` needs coherence only: a write that happens after a thread set it
         // reads it here (rule 1 of the module docs); `CLOSED` is checked again after the
         // write, behind the fence.
-        if lane.is_null() || self.mode.load(Ordering::Relaxed) != 0 {
+        if lane.is_null() || self.hot.mode.load(Ordering::Relaxed) != 0 {
             return None;
         }
         // SAFETY: a published lane lives as long as the store.
@@ -125,37 +149,51 @@ impl<T: Send> Staged<T> {
 
     /// Checks for a close after the owner wrote `count` items from position `first`.
     #[inline]
-    fn after_lane_write(&self, lane: &Lane<T>, first: u64, count: u64) -> Result<Pushed, Vec<T>> {
+    fn after_lane_write(&self, lane: &Lane<T>, first: u64, count: u64) -> Result<bool, Vec<T>> {
         barrier::light();
         // Relaxed: ordered after the lane write by the fence pair with `close_for_good`.
-        if self.mode.load(Ordering::Relaxed) & CLOSED != 0 {
+        if self.hot.mode.load(Ordering::Relaxed) & CLOSED != 0 {
             return self.settle(lane, first, count);
+        }
+        // Relaxed: see `set_drain_threshold`.
+        if self.hot.drain_at.load(Ordering::Relaxed) == 0 {
+            return Ok(false);
         }
         // The segments are empty: nothing goes there while `mode` is 0.
         let after = lane.pending_after(first + count);
-        Ok(Pushed {
+        Ok(self.crossed(Pushed {
             before: after.saturating_sub(count),
             after,
-        })
+        }))
+    }
+
+    /// Whether a write that took the store from `before` to `after` items crossed the drain
+    /// threshold.
+    #[inline]
+    fn crossed(&self, Pushed { before, after }: Pushed) -> bool {
+        // Relaxed: see `set_drain_threshold`.
+        let at = self.hot.drain_at.load(Ordering::Relaxed);
+        at != 0 && before < at && after >= at
     }
 
     /// The owner met `CLOSED` after writing items `first..first + count`: keeps the ones the
     /// final take drained and gives back the rest.
     #[cold]
-    fn settle(&self, lane: &Lane<T>, first: u64, count: u64) -> Result<Pushed, Vec<T>> {
+    fn settle(&self, lane: &Lane<T>, first: u64, count: u64) -> Result<bool, Vec<T>> {
         // The closer set `CLOSED` while holding `taker`, and releases it once the final take
         // is done: taking the lock waits for it (a rare race, never a spin) and orders its
         // `mark_final` before the read below.
-        drop(self.taker.lock().unwrap_or_else(|poison| poison.into_inner()));
+        drop(
+            self.taker
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        );
         let drained = lane
             .final_count()
             .unwrap_or(first)
             .clamp(first, first + count);
         if drained == first + count {
-            return Ok(Pushed {
-                before: 0,
-                after: 0,
-            });
+            return Ok(false);
         }
         let mut back = Vec::with_capacity((first + count - drained) as usize);
         // SAFETY: the caller owns the lane; the final take is finished (its lock was released), it
@@ -165,13 +203,13 @@ impl<T: Send> Staged<T> {
     }
 
     #[cold]
-    fn push_slow(&self, thread: usize, item: T) -> Result<Pushed, T> {
+    fn push_slow(&self, thread: usize, item: T) -> Result<bool, T> {
         if let Some(lane) = self.install(thread) {
             // SAFETY: `install` made the calling thread the lane's owner.
             let n = unsafe { lane.write(item) };
             return self.after_lane_write(lane, n, 1).map_err(the_one);
         }
-        self.shared.push(item)
+        self.shared.push(item).map(|pushed| self.crossed(pushed))
     }
 
     /// Makes `thread` the owner if nobody is yet and the store is still open, returning its
@@ -180,15 +218,15 @@ impl<T: Send> Staged<T> {
     #[cold]
     fn install(&self, thread: usize) -> Option<&Lane<T>> {
         // Relaxed: see `own_lane`.
-        let mode = self.mode.load(Ordering::Relaxed);
+        let mode = self.hot.mode.load(Ordering::Relaxed);
         if mode == 0 {
             // Acquire: as in `own_lane`.
-            let mut lane = self.owner.load(Ordering::Acquire);
+            let mut lane = self.hot.owner.load(Ordering::Acquire);
             if lane.is_null() {
                 let fresh = Box::into_raw(Box::new(Lane::new(thread)));
                 // AcqRel: Release publishes the lane to writers and takers (their Acquire
                 // loads of `owner`); Acquire on failure reads the winner's lane.
-                match self.owner.compare_exchange(
+                match self.hot.owner.compare_exchange(
                     ptr::null_mut(),
                     fresh,
                     Ordering::AcqRel,
@@ -213,7 +251,7 @@ impl<T: Send> Staged<T> {
         if mode & SHARED == 0 {
             // Relaxed: the bit needs coherence only (rule 1 of the module docs): it is set
             // before this thread's shared push, which follows in program order.
-            self.mode.fetch_or(SHARED, Ordering::Relaxed);
+            self.hot.mode.fetch_or(SHARED, Ordering::Relaxed);
         }
         None
     }
@@ -230,7 +268,7 @@ impl<T: Send> Staged<T> {
 
     fn lane(&self) -> Option<&Lane<T>> {
         // Acquire: as in `own_lane`.
-        let lane = self.owner.load(Ordering::Acquire);
+        let lane = self.hot.owner.load(Ordering::Acquire);
         // SAFETY: a published lane lives as long as the store.
         (!lane.is_null()).then(|| unsafe { &*lane })
     }
@@ -253,12 +291,12 @@ impl<T: Send> Staged<T> {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         // Relaxed: only takers set `CLOSED`, serialized by `taker`.
-        if self.mode.load(Ordering::Relaxed) & CLOSED != 0 {
+        if self.hot.mode.load(Ordering::Relaxed) & CLOSED != 0 {
             return 0;
         }
         if for_good {
             // Relaxed: ordered before the drain below by the heavy fence.
-            self.mode.fetch_or(CLOSED, Ordering::Relaxed);
+            self.hot.mode.fetch_or(CLOSED, Ordering::Relaxed);
             barrier::heavy();
         }
         scratch.clear();
@@ -290,7 +328,7 @@ fn the_one<T>(mut back: Vec<T>) -> T {
 impl<T> Drop for Staged<T> {
     fn drop(&mut self) {
         // Relaxed: `&mut self` orders everything before this drop.
-        let lane = self.owner.load(Ordering::Relaxed);
+        let lane = self.hot.owner.load(Ordering::Relaxed);
         if !lane.is_null() {
             // SAFETY: the lane came from `Box::into_raw` in `install`, published once.
             drop(unsafe { Box::from_raw(lane) });
@@ -334,18 +372,36 @@ mod tests {
         let store = Staged::new();
         store.push(1, 0).expect("open");
         store.push(1, 1).expect("open");
-        let pushed = store.push(2, 2).expect("open");
-        assert_eq!(
-            (pushed.before, pushed.after),
-            (0, 1),
-            "the segments' own count"
-        );
+        store.push(2, 2).expect("open");
         store.push(1, 3).expect("open");
         store.extend(1, vec![4, 5]).expect("open");
         assert_eq!(store.len(), 6);
         assert_eq!(take_all(&store), vec![0, 1, 2, 3, 4, 5]);
         store.push(1, 6).expect("open");
         assert_eq!(take_all(&store), vec![6]);
+    }
+
+    #[test]
+    fn the_write_that_reaches_the_threshold_reports_it_on_both_paths() {
+        let store = Staged::new();
+        store.set_drain_threshold(3);
+        assert_eq!(store.push(1, 0), Ok(false));
+        assert_eq!(store.push(1, 1), Ok(false));
+        assert_eq!(store.push(1, 2), Ok(true));
+        assert_eq!(store.push(1, 3), Ok(false));
+        take_all(&store);
+        assert_eq!(store.extend(1, vec![0, 1, 2, 3]), Ok(true));
+        take_all(&store);
+        assert_eq!(
+            store.push(2, 0),
+            Ok(false),
+            "the segments count for themselves"
+        );
+        assert_eq!(store.extend(1, vec![1, 2]), Ok(true));
+        assert_eq!(store.push(2, 3), Ok(false));
+        store.set_drain_threshold(0);
+        take_all(&store);
+        assert_eq!(store.extend(2, vec![0, 1, 2]), Ok(false), "off");
     }
 
     #[test]
