@@ -87,6 +87,8 @@ struct Handle<T: Send + 'static> {
     core: Arc<Core<Staged<T>>>,
     router: Option<Router<T>>,
     keys: DefaultHashBuilder,
+    /// Neither a router nor a capacity: `push` takes its shortest path.
+    plain: bool,
 }
 
 impl<T: Send + 'static> Drop for Handle<T> {
@@ -139,6 +141,26 @@ impl<T: Send + 'static> Queue<T> {
     /// buffer is stopped; either way the item comes back.
     #[inline]
     pub fn push(&self, item: T) -> Result<(), crate::PushError<T>> {
+        let handle = &*self.handle;
+        if !handle.plain {
+            return self.push_routed(item);
+        }
+        let thread = routing::this_thread();
+        let core = &*handle.core;
+        let partition = routing::by_thread(thread, core.partitions.len());
+        match core.partitions[partition].store.push(thread, item) {
+            Ok(false) => Ok(()),
+            Ok(true) => {
+                core.request_drain(partition);
+                Ok(())
+            }
+            Err(item) => Err(crate::PushError::Stopped(item)),
+        }
+    }
+
+    /// `push` with a router or a capacity.
+    #[inline(never)]
+    fn push_routed(&self, item: T) -> Result<(), crate::PushError<T>> {
         let thread = routing::this_thread();
         let partition = self.route(thread, &item);
         self.push_to(thread, partition, item)
@@ -405,6 +427,7 @@ impl<T: Send + 'static> QueueBuilder<T> {
         let core = Core::start(options, |_| Staged::new(), processor, self.sorter)?;
         Ok(Queue {
             handle: Arc::new(Handle {
+                plain: self.router.is_none() && core.capacity.is_none(),
                 core,
                 router: self.router,
                 keys: DefaultHashBuilder::default(),

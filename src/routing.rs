@@ -1,16 +1,29 @@
 //! Which partition a write goes to.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The calling thread's number: threads are numbered from 1 in order of their first write.
 #[inline]
 pub(crate) fn this_thread() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(1);
     thread_local! {
-        // Relaxed: only uniqueness of the numbers matters, which the RMW gives.
-        static NUMBER: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        /// 0 until the thread's first write. Const-initialized: reading it is one load.
+        static NUMBER: Cell<usize> = const { Cell::new(0) };
     }
-    NUMBER.with(|number| *number)
+    let number = NUMBER.with(Cell::get);
+    if number != 0 {
+        return number;
+    }
+    number_this_thread(&NUMBER)
+}
+
+#[cold]
+fn number_this_thread(slot: &'static std::thread::LocalKey<Cell<usize>>) -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(1);
+    // Relaxed: only uniqueness of the numbers matters, which the RMW gives.
+    let number = NEXT.fetch_add(1, Ordering::Relaxed);
+    slot.with(|cell| cell.set(number));
+    number
 }
 
 /// The partition of thread number `thread`: consecutive numbers take consecutive

@@ -47,6 +47,48 @@ fn push_then_flush_delivers_every_item_in_push_order() {
     assert_eq!(stats.buffered, 0);
 }
 
+/// Push order across threads (SPEC §1): within a partition, an item pushed after another
+/// thread's push (happens-before, here through a channel) is delivered after it, whichever
+/// thread owns the partition's fast path.
+#[test]
+fn pushes_ordered_across_threads_reach_one_partition_in_that_order() {
+    let sink = Sink::new();
+    let q = one_partition(&sink);
+    let mut next = 0u32;
+    for round in 0..6 {
+        let (tx, rx) = std::sync::mpsc::channel::<u32>();
+        let first = q.clone();
+        let second = q.clone();
+        let start = next;
+        let a = std::thread::spawn(move || {
+            for i in start..start + 100 {
+                first.push(i).unwrap();
+            }
+            tx.send(start + 100).unwrap();
+        });
+        let b = std::thread::spawn(move || {
+            let from = rx.recv().unwrap();
+            second.push_many(from..from + 50).unwrap();
+            for i in from + 50..from + 100 {
+                second.push(i).unwrap();
+            }
+        });
+        a.join().unwrap();
+        b.join().unwrap();
+        q.push(start + 200).unwrap();
+        next = start + 201;
+        if round % 2 == 1 {
+            q.flush().unwrap();
+        }
+    }
+    q.stop().unwrap();
+    let got = sink.items();
+    let expected: Vec<u32> = (0..6)
+        .flat_map(|round| round * 201..round * 201 + 201)
+        .collect();
+    assert_eq!(got, expected);
+}
+
 #[test]
 fn batches_are_cut_to_processing_batch_size_in_order() {
     let sink = Sink::new();

@@ -1,7 +1,9 @@
 //! An asymmetric fence pair: [`light`] on a hot path, [`heavy`] on a rare one.
 //!
 //! Together they order like a `SeqCst` fence on each side: of "A: store x; light; load y" and
-//! "B: store y; heavy; load x", at least one load sees the other's store. On Linux, [`heavy`]
+//! "B: store y; heavy; load x", at least one load sees the other's store. The flag that says
+//! which kind of light side to use is fixed by the first [`init`] and never changes, so a
+//! light side copied from any [`init`] pairs with every later [`heavy`]. On Linux, [`heavy`]
 //! is the `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` system call, which runs a full
 //! barrier on every CPU running a thread of this process, so [`light`] only has to stop the
 //! compiler from reordering (folly's `asymmetricLightBarrier`, the C++ proposal P1202). Where
@@ -15,29 +17,50 @@
 
 use crate::sync::{fence, Ordering};
 
-/// Prepares the pair: call before any thread can run [`light`] or [`heavy`] for the data
-/// they guard (a store calls it when it is created). Idempotent and cheap after the first.
-pub(crate) fn init() {
-    #[cfg(all(target_os = "linux", not(loom), not(miri)))]
-    os::init();
+/// The hot side of the pair, as [`init`] found it: kept beside the data it guards, so that
+/// the hot path reads no global.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Light {
+    /// [`heavy`] interrupts every thread: a compiler fence is enough here.
+    compiler_only: bool,
 }
 
-/// The hot side: a compiler fence where [`heavy`] interrupts every thread, a `SeqCst` fence
-/// otherwise.
-#[inline(always)]
-pub(crate) fn light() {
-    #[cfg(all(target_os = "linux", not(loom), not(miri)))]
-    if os::expedited() {
-        core::sync::atomic::compiler_fence(Ordering::SeqCst);
-        return;
+impl Light {
+    /// The hot side: a compiler fence where [`heavy`] interrupts every thread, a `SeqCst`
+    /// fence otherwise.
+    #[inline(always)]
+    pub(crate) fn light(self) {
+        if self.compiler_only {
+            core::sync::atomic::compiler_fence(Ordering::SeqCst);
+        } else {
+            fence(Ordering::SeqCst);
+        }
     }
-    fence(Ordering::SeqCst);
+}
+
+/// Prepares the pair and returns its hot side: call before any thread can fence for the data
+/// it guards (a store calls it when it is created). Cheap after the first call.
+pub(crate) fn init() -> Light {
+    #[cfg(all(target_os = "linux", not(loom), not(miri)))]
+    os::init();
+    Light {
+        compiler_only: expedited(),
+    }
+}
+
+/// Whether [`heavy`] is the system call.
+#[inline(always)]
+fn expedited() -> bool {
+    #[cfg(all(target_os = "linux", not(loom), not(miri)))]
+    return os::expedited();
+    #[cfg(not(all(target_os = "linux", not(loom), not(miri))))]
+    return false;
 }
 
 /// The rare side: a barrier on every running thread of the process, or a `SeqCst` fence.
 pub(crate) fn heavy() {
     #[cfg(all(target_os = "linux", not(loom), not(miri)))]
-    if os::expedited() {
+    if expedited() {
         os::barrier_everywhere();
         return;
     }

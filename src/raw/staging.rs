@@ -66,6 +66,8 @@ struct Hot<T> {
     /// The drain threshold (0: off): a write that brings the store from below it to it or
     /// above reports the crossing.
     drain_at: AtomicU64,
+    /// The owner's side of the fence pair with `close_for_good`.
+    fence: barrier::Light,
 }
 
 impl<T: Send> Default for Staged<T> {
@@ -77,13 +79,13 @@ impl<T: Send> Default for Staged<T> {
 impl<T: Send> Staged<T> {
     /// An open, empty store with no owner yet.
     pub fn new() -> Self {
-        barrier::init();
         Staged {
             shared: Segments::new(),
             hot: CachePadded::new(Hot {
                 owner: AtomicPtr::new(ptr::null_mut()),
                 mode: AtomicU64::new(0),
                 drain_at: AtomicU64::new(0),
+                fence: barrier::init(),
             }),
             taker: Mutex::new(Vec::new()),
         }
@@ -101,12 +103,21 @@ impl<T: Send> Staged<T> {
     /// gives the item back once the store is closed for good.
     #[inline]
     pub fn push(&self, thread: usize, item: T) -> Result<bool, T> {
-        if let Some(lane) = self.own_lane(thread) {
-            // SAFETY: `own_lane` returned the lane of the calling thread, its only writer.
-            let n = unsafe { lane.write(item) };
-            return self.after_lane_write(lane, n, 1).map_err(the_one);
+        let Some(lane) = self.own_lane(thread) else {
+            return self.push_slow(thread, item);
+        };
+        // SAFETY: `own_lane` returned the lane of the calling thread, its only writer.
+        let n = unsafe { lane.write(item) };
+        self.hot.fence.light();
+        // Relaxed: ordered after the lane write by the fence pair with `close_for_good`.
+        if self.hot.mode.load(Ordering::Relaxed) & CLOSED != 0 {
+            return self.settle(lane, n, 1).map_err(the_one);
         }
-        self.push_slow(thread, item)
+        // Relaxed: see `set_drain_threshold`.
+        if self.hot.drain_at.load(Ordering::Relaxed) == 0 {
+            return Ok(false);
+        }
+        Ok(self.lane_crossed(lane, n, 1))
     }
 
     /// Appends every item of `items` in order; `Ok` as for [`Staged::push`]. On `Err`, the
@@ -150,21 +161,23 @@ impl<T: Send> Staged<T> {
     /// Checks for a close after the owner wrote `count` items from position `first`.
     #[inline]
     fn after_lane_write(&self, lane: &Lane<T>, first: u64, count: u64) -> Result<bool, Vec<T>> {
-        barrier::light();
+        self.hot.fence.light();
         // Relaxed: ordered after the lane write by the fence pair with `close_for_good`.
         if self.hot.mode.load(Ordering::Relaxed) & CLOSED != 0 {
             return self.settle(lane, first, count);
         }
-        // Relaxed: see `set_drain_threshold`.
-        if self.hot.drain_at.load(Ordering::Relaxed) == 0 {
-            return Ok(false);
-        }
-        // The segments are empty: nothing goes there while `mode` is 0.
+        Ok(self.lane_crossed(lane, first, count))
+    }
+
+    /// Whether the owner's write of `count` items from position `first` crossed the drain
+    /// threshold. The segments are empty: nothing goes there while `mode` is 0.
+    #[inline]
+    fn lane_crossed(&self, lane: &Lane<T>, first: u64, count: u64) -> bool {
         let after = lane.pending_after(first + count);
-        Ok(self.crossed(Pushed {
+        self.crossed(Pushed {
             before: after.saturating_sub(count),
             after,
-        }))
+        })
     }
 
     /// Whether a write that took the store from `before` to `after` items crossed the drain
@@ -179,6 +192,7 @@ impl<T: Send> Staged<T> {
     /// The owner met `CLOSED` after writing items `first..first + count`: keeps the ones the
     /// final take drained and gives back the rest.
     #[cold]
+    #[inline(never)]
     fn settle(&self, lane: &Lane<T>, first: u64, count: u64) -> Result<bool, Vec<T>> {
         // The closer set `CLOSED` while holding `taker`, and releases it once the final take
         // is done: taking the lock waits for it (a rare race, never a spin) and orders its
@@ -203,6 +217,7 @@ impl<T: Send> Staged<T> {
     }
 
     #[cold]
+    #[inline(never)]
     fn push_slow(&self, thread: usize, item: T) -> Result<bool, T> {
         if let Some(lane) = self.install(thread) {
             // SAFETY: `install` made the calling thread the lane's owner.
