@@ -3,6 +3,8 @@
 //!
 //! * [`Queue<T>`]: every pushed item reaches the processor exactly once, in push order within
 //!   a partition.
+//! * [`HashMap<K, V, S>`]: the latest value per key; writes to a key within a tick coalesce,
+//!   and the processor receives one [`Entry`] per key.
 //!
 //! Producers write; each partition accumulates into lock-free storage behind one atomic
 //! pointer; on every tick the engine swaps in fresh storage, waits out the writers that were
@@ -38,6 +40,44 @@
 //! queue.stop()?; // drains everything
 //! assert_eq!(received.load(Ordering::Relaxed), 4000);
 //! assert_eq!(queue.stats().processed, 4000);
+//! # Ok::<(), tidefall::Error>(())
+//! ```
+//!
+//! # HashMap
+//!
+//! A [`HashMap`] routes every write by its key's hash, so all writes of a key meet in one
+//! partition's table: `put` overwrites in place (last write wins), `put_newer` stores only a
+//! strictly newer version, `get`, `delete` and `len` see the current tick. Memory is bounded
+//! by the live keys, not by the writes. For the map, `capacity` and `drain_threshold` count
+//! distinct keys, and [`Stats`] counts entries.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use tidefall::{monotonic_version, Entry, HashMap};
+//!
+//! let latest = Arc::new(Mutex::new(Vec::new()));
+//! let sink = Arc::clone(&latest);
+//! let map = HashMap::<u32, String>::builder()
+//!     .processing_interval(std::time::Duration::from_secs(60))
+//!     .processor(move |entries: Vec<Entry<u32, String>>| sink.lock().unwrap().extend(entries))
+//!     .start()?;
+//!
+//! std::thread::scope(|s| {
+//!     for t in 0..4 {
+//!         let map = map.clone();
+//!         s.spawn(move || {
+//!             for i in 0..1000 {
+//!                 let version = monotonic_version();
+//!                 map.put_newer(i % 10, format!("{t}/{i}"), version).unwrap();
+//!             }
+//!         });
+//!     }
+//! });
+//! assert_eq!(map.len(), 10); // 4000 writes, 10 keys
+//! map.stop()?;
+//! let entries = latest.lock().unwrap();
+//! assert_eq!(entries.len(), 10); // one entry per key
+//! assert!(entries.iter().all(|e| e.value.ends_with(&format!("/{}", 990 + e.key))));
 //! # Ok::<(), tidefall::Error>(())
 //! ```
 //!
@@ -82,6 +122,7 @@
 
 mod engine;
 mod entry;
+mod hash_map;
 mod options;
 mod partition;
 mod processor;
@@ -92,6 +133,7 @@ mod sync;
 mod telemetry;
 
 pub use entry::Entry;
+pub use hash_map::{monotonic_version, HashMap, HashMapBuilder};
 pub use options::{BatchSize, Error, OptionsUpdate, PushError};
 pub use processor::{ProcessOutcome, Processor};
 pub use queue::{Queue, QueueBuilder};
@@ -115,4 +157,5 @@ pub struct ReadmeDoctests;
 pub mod loom_api {
     pub use crate::raw::queue::{Closed, Pushed, Segments};
     pub use crate::raw::staging::Staged;
+    pub use crate::raw::table::{Refused, Tables, Write, Written};
 }

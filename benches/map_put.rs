@@ -1,0 +1,420 @@
+//! The write path of `tidefall::HashMap<u64, u64>` beside concurrent maps, in one run:
+//! `dashmap::DashMap` (sharded locks), `papaya::HashMap` (lock-free, epoch-reclaimed),
+//! `scc::HashMap` (fine-grained locking) and `std::sync::Mutex<std::collections::HashMap>`
+//! (the obvious baseline). Every map uses the same hasher, [`tidefall::DefaultHashBuilder`]
+//! (foldhash), so the comparison is of the maps, not of their hash functions.
+//!
+//! Every group measures puts only (an insert-or-overwrite: `put`, `insert`, `upsert_sync`);
+//! each timed chunk writes a fixed number of entries, and whatever must happen between chunks
+//! (draining tidefall, clearing or dropping the peers) is outside the timed region.
+//! `cargo bench --bench map_put` runs the four groups in about two and a half minutes.
+//!
+//! * `put_hot_1thread`: one thread writes `HOT_PUTS` values over `HOT_KEYS` keys per chunk:
+//!   mostly overwrites, the coalescing case. The maps are emptied between chunks (tidefall by
+//!   `flush`, the peers by `clear`), so each chunk starts from an empty map whose table
+//!   already has room.
+//! * `put_hot_2threads`: two threads write `HOT_PER_THREAD` values each over the same
+//!   `HOT_KEYS` keys, concurrently: contention on the same entries.
+//! * `put_distinct_1thread`: one thread inserts `DISTINCT` new keys per chunk into a fresh
+//!   map: growth. `tidefall_flushed` reuses one map drained by `flush` between chunks
+//!   instead, tidefall's steady state (its tables keep the size of the busiest tick).
+//! * `put_distinct_2threads`: two threads insert `DISTINCT / 2` new keys each (interleaved)
+//!   into a fresh map.
+//!
+//! papaya is driven through one `pin()` guard per thread per chunk, its fastest use; tidefall
+//! and the others have no guard to hold.
+
+use std::collections::HashMap as StdMap;
+use std::hint::black_box;
+use std::sync::{Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode, Throughput,
+};
+use dashmap::DashMap;
+use tidefall::{BatchSize, DefaultHashBuilder, Entry, HashMap};
+
+const GROUP_HOT_1: &str = "put_hot_1thread";
+const GROUP_HOT_2: &str = "put_hot_2threads";
+const GROUP_DISTINCT_1: &str = "put_distinct_1thread";
+const GROUP_DISTINCT_2: &str = "put_distinct_2threads";
+
+/// Hot keys in the `put_hot_*` groups.
+const HOT_KEYS: u64 = 1_000;
+/// Puts per timed chunk in `put_hot_1thread`.
+const HOT_PUTS: u64 = 20_000;
+/// Puts per producer per timed chunk in `put_hot_2threads`.
+const HOT_PER_THREAD: u64 = 100_000;
+/// Distinct keys per timed chunk in the `put_distinct_*` groups.
+const DISTINCT: u64 = 1_000_000;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+type Std = Mutex<StdMap<u64, u64, DefaultHashBuilder>>;
+
+/// A tidefall map that only drains when asked (`flush`, `stop`): one tick an hour, a no-op
+/// processor that takes a partition's whole tick in one call.
+fn tidefall_map(partitions: usize) -> HashMap<u64, u64> {
+    HashMap::<u64, u64>::builder()
+        .name(format!("bench-map-{partitions}p"))
+        .partitions(partitions)
+        .processing_interval(HOUR)
+        .processing_batch_size(BatchSize::Table)
+        .processor(|entries: Vec<Entry<u64, u64>>| {
+            black_box(entries);
+        })
+        .start()
+        .expect("valid options")
+}
+
+fn dashmap() -> DashMap<u64, u64, DefaultHashBuilder> {
+    DashMap::with_hasher(DefaultHashBuilder::default())
+}
+
+fn papaya() -> papaya::HashMap<u64, u64, DefaultHashBuilder> {
+    papaya::HashMap::with_hasher(DefaultHashBuilder::default())
+}
+
+fn scc() -> scc::HashMap<u64, u64, DefaultHashBuilder> {
+    scc::HashMap::with_hasher(DefaultHashBuilder::default())
+}
+
+fn std_map() -> Std {
+    Mutex::new(StdMap::with_hasher(DefaultHashBuilder::default()))
+}
+
+/// Benchmarks `chunk`, which runs one timed chunk of `items` puts (plus any untimed work)
+/// and returns the timed part.
+///
+/// Criterion's estimate is the honest one (the sum of the timed chunks over the iteration
+/// count). Beside it, every chunk's time is kept (warm-up included) and a per-chunk median
+/// is printed: on a shared, oversubscribed machine a writer that is preempted mid-chunk
+/// inflates sums and means, but rarely the median.
+fn bench_chunks(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    group_name: &str,
+    id: &str,
+    items: u64,
+    mut chunk: impl FnMut() -> Duration,
+) {
+    let mut times = Vec::new();
+    group.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let timed = chunk();
+                    times.push(timed);
+                    timed
+                })
+                .sum()
+        })
+    });
+    if times.is_empty() {
+        return; // filtered out
+    }
+    times.sort_unstable();
+    let per_item = |d: Duration| d.as_secs_f64() * 1e9 / items as f64;
+    let median = per_item(times[times.len() / 2]);
+    println!(
+        "{group_name}/{id}: chunk median {median:.2} ns/put = {:.1} Melem/s \
+         (p10 {:.2}, p90 {:.2} ns/put; {} chunks)",
+        1e3 / median,
+        per_item(times[times.len() / 10]),
+        per_item(times[times.len() * 9 / 10]),
+        times.len(),
+    );
+}
+
+/// Runs `put(t, i)` for `i in 0..per_thread` on two scoped threads `t = 0, 1`, released
+/// together by a barrier; returns the span from the first thread's start to the last one's
+/// end (spawning and joining are not timed; see `benches/queue_push.rs`).
+fn two_writers(per_thread: u64, put: impl Fn(u64, u64) + Sync) -> Duration {
+    two_writers_with(per_thread, || (), |(), t, i| put(t, i))
+}
+
+/// [`two_writers`], where each thread first makes its state with `state` (untimed) and
+/// passes it to every `put`: papaya's guard.
+fn two_writers_with<G>(
+    per_thread: u64,
+    state: impl Fn() -> G + Sync,
+    put: impl Fn(&G, u64, u64) + Sync,
+) -> Duration {
+    let barrier = Barrier::new(2);
+    let spans: Vec<(Instant, Instant)> = thread::scope(|s| {
+        let handles: Vec<_> = (0..2u64)
+            .map(|t| {
+                let (barrier, state, put) = (&barrier, &state, &put);
+                s.spawn(move || {
+                    let state = state();
+                    barrier.wait();
+                    let start = Instant::now();
+                    for i in 0..per_thread {
+                        put(&state, t, black_box(i));
+                    }
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let start = spans.iter().map(|s| s.0).min().unwrap();
+    let end = spans.iter().map(|s| s.1).max().unwrap();
+    end - start
+}
+
+/// One thread's timed loop of `puts` writes.
+fn one_writer(puts: u64, mut put: impl FnMut(u64)) -> Duration {
+    let start = Instant::now();
+    for i in 0..puts {
+        put(black_box(i));
+    }
+    start.elapsed()
+}
+
+fn put_hot_1thread(c: &mut Criterion) {
+    let mut group = c.benchmark_group(GROUP_HOT_1);
+    group
+        .throughput(Throughput::Elements(HOT_PUTS))
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30);
+    let g = &mut group;
+    let hot = |i: u64| i % HOT_KEYS;
+
+    let map = tidefall_map(1);
+    bench_chunks(g, GROUP_HOT_1, "tidefall", HOT_PUTS, || {
+        let timed = one_writer(HOT_PUTS, |i| map.put(hot(i), i).unwrap());
+        map.flush().unwrap();
+        timed
+    });
+    map.stop().unwrap();
+
+    let map = dashmap();
+    bench_chunks(g, GROUP_HOT_1, "dashmap", HOT_PUTS, || {
+        let timed = one_writer(HOT_PUTS, |i| {
+            map.insert(hot(i), i);
+        });
+        map.clear();
+        timed
+    });
+
+    let map = papaya();
+    bench_chunks(g, GROUP_HOT_1, "papaya", HOT_PUTS, || {
+        let pinned = map.pin();
+        let timed = one_writer(HOT_PUTS, |i| {
+            pinned.insert(hot(i), i);
+        });
+        pinned.clear();
+        timed
+    });
+
+    let map = scc();
+    bench_chunks(g, GROUP_HOT_1, "scc", HOT_PUTS, || {
+        let timed = one_writer(HOT_PUTS, |i| {
+            map.upsert_sync(hot(i), i);
+        });
+        map.clear_sync();
+        timed
+    });
+
+    let map = std_map();
+    bench_chunks(g, GROUP_HOT_1, "mutex_std", HOT_PUTS, || {
+        let timed = one_writer(HOT_PUTS, |i| {
+            map.lock().unwrap().insert(hot(i), i);
+        });
+        map.lock().unwrap().clear();
+        timed
+    });
+    group.finish();
+}
+
+fn put_hot_2threads(c: &mut Criterion) {
+    let mut group = c.benchmark_group(GROUP_HOT_2);
+    let items = 2 * HOT_PER_THREAD;
+    group
+        .throughput(Throughput::Elements(items))
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20);
+    let g = &mut group;
+    // Both threads write the same keys.
+    let hot = |i: u64| i % HOT_KEYS;
+
+    for partitions in [2, 1] {
+        let map = tidefall_map(partitions);
+        let id = format!("tidefall_{partitions}p");
+        bench_chunks(g, GROUP_HOT_2, &id, items, || {
+            let timed = two_writers(HOT_PER_THREAD, |_, i| map.put(hot(i), i).unwrap());
+            map.flush().unwrap();
+            timed
+        });
+        map.stop().unwrap();
+    }
+
+    let map = dashmap();
+    bench_chunks(g, GROUP_HOT_2, "dashmap", items, || {
+        let timed = two_writers(HOT_PER_THREAD, |_, i| {
+            map.insert(hot(i), i);
+        });
+        map.clear();
+        timed
+    });
+
+    let map = papaya();
+    bench_chunks(g, GROUP_HOT_2, "papaya", items, || {
+        let timed = two_writers_with(
+            HOT_PER_THREAD,
+            || map.guard(),
+            |guard, _, i| {
+                map.insert(hot(i), i, guard);
+            },
+        );
+        map.pin().clear();
+        timed
+    });
+
+    let map = scc();
+    bench_chunks(g, GROUP_HOT_2, "scc", items, || {
+        let timed = two_writers(HOT_PER_THREAD, |_, i| {
+            map.upsert_sync(hot(i), i);
+        });
+        map.clear_sync();
+        timed
+    });
+
+    let map = std_map();
+    bench_chunks(g, GROUP_HOT_2, "mutex_std", items, || {
+        let timed = two_writers(HOT_PER_THREAD, |_, i| {
+            map.lock().unwrap().insert(hot(i), i);
+        });
+        map.lock().unwrap().clear();
+        timed
+    });
+    group.finish();
+}
+
+fn put_distinct_1thread(c: &mut Criterion) {
+    let mut group = c.benchmark_group(GROUP_DISTINCT_1);
+    group
+        .throughput(Throughput::Elements(DISTINCT))
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(10);
+    let g = &mut group;
+
+    bench_chunks(g, GROUP_DISTINCT_1, "tidefall", DISTINCT, || {
+        let map = tidefall_map(1);
+        let timed = one_writer(DISTINCT, |i| map.put(i, i).unwrap());
+        map.stop().unwrap();
+        timed
+    });
+
+    let map = tidefall_map(1);
+    bench_chunks(g, GROUP_DISTINCT_1, "tidefall_flushed", DISTINCT, || {
+        let timed = one_writer(DISTINCT, |i| map.put(i, i).unwrap());
+        map.flush().unwrap();
+        timed
+    });
+    map.stop().unwrap();
+
+    bench_chunks(g, GROUP_DISTINCT_1, "dashmap", DISTINCT, || {
+        let map = dashmap();
+        one_writer(DISTINCT, |i| {
+            map.insert(i, i);
+        })
+    });
+
+    bench_chunks(g, GROUP_DISTINCT_1, "papaya", DISTINCT, || {
+        let map = papaya();
+        let pinned = map.pin();
+        one_writer(DISTINCT, |i| {
+            pinned.insert(i, i);
+        })
+    });
+
+    bench_chunks(g, GROUP_DISTINCT_1, "scc", DISTINCT, || {
+        let map = scc();
+        one_writer(DISTINCT, |i| {
+            map.upsert_sync(i, i);
+        })
+    });
+
+    bench_chunks(g, GROUP_DISTINCT_1, "mutex_std", DISTINCT, || {
+        let map = std_map();
+        one_writer(DISTINCT, |i| {
+            map.lock().unwrap().insert(i, i);
+        })
+    });
+    group.finish();
+}
+
+fn put_distinct_2threads(c: &mut Criterion) {
+    let mut group = c.benchmark_group(GROUP_DISTINCT_2);
+    let per_thread = DISTINCT / 2;
+    group
+        .throughput(Throughput::Elements(DISTINCT))
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(10);
+    let g = &mut group;
+    // Interleaved: thread t writes the keys ≡ t (mod 2).
+    let key = |t: u64, i: u64| i * 2 + t;
+
+    for partitions in [2, 1] {
+        let id = format!("tidefall_{partitions}p");
+        bench_chunks(g, GROUP_DISTINCT_2, &id, DISTINCT, || {
+            let map = tidefall_map(partitions);
+            let timed = two_writers(per_thread, |t, i| map.put(key(t, i), i).unwrap());
+            map.stop().unwrap();
+            timed
+        });
+    }
+
+    bench_chunks(g, GROUP_DISTINCT_2, "dashmap", DISTINCT, || {
+        let map = dashmap();
+        two_writers(per_thread, |t, i| {
+            map.insert(key(t, i), i);
+        })
+    });
+
+    bench_chunks(g, GROUP_DISTINCT_2, "papaya", DISTINCT, || {
+        let map = papaya();
+        two_writers_with(
+            per_thread,
+            || map.guard(),
+            |guard, t, i| {
+                map.insert(key(t, i), i, guard);
+            },
+        )
+    });
+
+    bench_chunks(g, GROUP_DISTINCT_2, "scc", DISTINCT, || {
+        let map = scc();
+        two_writers(per_thread, |t, i| {
+            map.upsert_sync(key(t, i), i);
+        })
+    });
+
+    bench_chunks(g, GROUP_DISTINCT_2, "mutex_std", DISTINCT, || {
+        let map = std_map();
+        two_writers(per_thread, |t, i| {
+            map.lock().unwrap().insert(key(t, i), i);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    put_hot_1thread,
+    put_hot_2threads,
+    put_distinct_1thread,
+    put_distinct_2threads
+);
+criterion_main!(benches);

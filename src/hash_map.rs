@@ -1,0 +1,656 @@
+//! [`HashMap<K, V, S>`]: the latest value per key, handed to the processor once per tick.
+
+use std::borrow::Borrow;
+use std::cell::Cell;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::engine::Core;
+use crate::entry::Entry;
+use crate::options::{option_setters, Error, Options, OptionsUpdate};
+use crate::partition::Store;
+use crate::processor::Processor;
+use crate::raw::table::{Refused, Tables, Write, Written};
+use crate::routing;
+use crate::telemetry::{Stats, StopReason};
+use crate::{DefaultHashBuilder, PushError};
+
+impl<K, V> Store for Tables<K, V>
+where
+    K: Eq + Send + 'static,
+    V: Send + 'static,
+{
+    type Out = Entry<K, V>;
+
+    fn take(&self, out: &mut Vec<Entry<K, V>>) -> usize {
+        Tables::take(self, out)
+    }
+
+    fn close_for_good(&self, out: &mut Vec<Entry<K, V>>) -> usize {
+        Tables::close_for_good(self, out)
+    }
+
+    fn len(&self) -> usize {
+        Tables::len(self)
+    }
+
+    fn is_empty(&self) -> bool {
+        Tables::is_empty(self)
+    }
+}
+
+/// A process-wide, strictly increasing version for [`HashMap::put_newer`]: every call returns
+/// a number greater than every number any earlier call returned, on any thread (the first is
+/// 1). It is a counter, not a clock: versions from different processes do not compare.
+///
+/// Two `put_newer` calls on different threads are ordered by the versions they carry, so
+/// taking the version just before writing makes "the last write" well defined even when the
+/// writes race.
+///
+/// ```
+/// let a = tidefall::monotonic_version();
+/// let b = tidefall::monotonic_version();
+/// assert!(0 < a && a < b);
+/// ```
+pub fn monotonic_version() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    // Relaxed: the RMWs on one atomic are totally ordered, so each call gets a distinct
+    // number greater than those of every call before it in that order, which is all the
+    // guarantee says.
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A buffer that keeps the latest value per key and hands the processor one [`Entry`] per
+/// key on each tick: writes to a key within one tick coalesce, and memory is bounded by the
+/// number of live keys, not by the number of writes.
+///
+/// Every write goes to the partition of its key's hash (computed once with the map's
+/// [`BuildHasher`]), so coalescing holds across partitions and threads. An overwrite replaces
+/// the stored value in place and drops the old one; on each tick (every
+/// `processing_interval`) each partition's table is swapped for a fresh one and its entries
+/// go to the processor, on the thread pool, in batches of `processing_batch_size`.
+///
+/// * [`put`](Self::put): last write wins; the entry's `version` and `updates` become 0.
+/// * [`put_newer`](Self::put_newer): stores only when the key is absent from the current
+///   tick or the version is strictly newer; each newer replacement adds 1 to `updates`.
+/// * [`get`](Self::get), [`delete`](Self::delete), [`len`](Self::len) see the current tick
+///   only: entries already handed to the processor are gone from the map.
+///
+/// # Options, for a map
+///
+/// `capacity` is exact per partition and counts *distinct keys in the current tick*: a write
+/// that would give a value to one more key is refused with [`PushError::Full`] when the
+/// partition holds `capacity` keys, an overwrite of a buffered key is always accepted, a
+/// successful `delete` frees its room, and keys already handed to the processor do not
+/// count. `drain_threshold` counts distinct keys too. The write that takes a partition to
+/// the threshold asks for the early drain itself; when several new keys land at the same
+/// instant that write may not see the crossing, and the periodic check (every
+/// `drain_check_interval`) drains the partition instead.
+///
+/// # Statistics, for a map
+///
+/// An *item* of [`Stats`] is an entry: a key holding a value when its partition is drained.
+/// `buffered` counts the keys holding a value now plus the entries taken by a cycle and not
+/// yet settled; `processed` and `failed` count entries. So at rest
+/// `processed + failed + buffered` equals the number of entries ever accepted, where writes
+/// that coalesced into one entry count once and a deleted key counts for nothing. `rejected`
+/// counts `Full` errors returned (a `put_all` refused in part counts once).
+///
+/// Handles are cheap clones of one buffer; dropping the last one stops the buffer, draining
+/// it.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use std::sync::{Arc, Mutex};
+/// use tidefall::{Entry, HashMap};
+///
+/// let latest = Arc::new(Mutex::new(BTreeMap::new()));
+/// let sink = Arc::clone(&latest);
+/// let gauges = HashMap::<String, f64>::builder()
+///     .partitions(2)
+///     .processor(move |entries: Vec<Entry<String, f64>>| {
+///         let mut latest = sink.lock().unwrap();
+///         for entry in entries {
+///             latest.insert(entry.key, entry.value);
+///         }
+///     })
+///     .start()?;
+///
+/// gauges.put("cpu".to_owned(), 0.5).unwrap();
+/// gauges.put("cpu".to_owned(), 0.7).unwrap(); // coalesces: one entry for "cpu"
+/// gauges.put("mem".to_owned(), 0.2).unwrap();
+/// assert_eq!(gauges.get("cpu"), Some(0.7));
+/// assert_eq!(gauges.len(), 2);
+/// assert!(gauges.delete("mem"));
+///
+/// gauges.flush()?; // one tick now: the processor gets one entry per key
+/// assert_eq!(*latest.lock().unwrap(), BTreeMap::from([("cpu".to_owned(), 0.7)]));
+/// assert!(gauges.is_empty());
+/// gauges.stop()?;
+/// assert!(gauges.put("cpu".to_owned(), 1.0).is_err());
+/// # Ok::<(), tidefall::Error>(())
+/// ```
+pub struct HashMap<K, V, S = DefaultHashBuilder>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher + Send + Sync + 'static,
+{
+    handle: Arc<Handle<K, V, S>>,
+}
+
+/// The part of a map its handles share; dropping it stops the buffer.
+struct Handle<K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher + Send + Sync + 'static,
+{
+    core: Arc<Core<Tables<K, V>>>,
+    hasher: S,
+}
+
+impl<K, V, S> Drop for Handle<K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher + Send + Sync + 'static,
+{
+    fn drop(&mut self) {
+        // A timeout is reported through telemetry and counted in the stats; a drop cannot
+        // return it.
+        let _ = self.core.stop(StopReason::Dropped);
+    }
+}
+
+impl<K, V, S> Clone for HashMap<K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher + Send + Sync + 'static,
+{
+    fn clone(&self) -> Self {
+        HashMap {
+            handle: Arc::clone(&self.handle),
+        }
+    }
+}
+
+impl<K, V, S> fmt::Debug for HashMap<K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher + Send + Sync + 'static,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HashMap")
+            .field("name", &self.name())
+            .field("partitions", &self.handle.core.partitions.len())
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+/// Why the store refused a write, as the handle reports it.
+#[derive(Clone, Copy)]
+enum Refusal {
+    /// The key's partition, at capacity.
+    Full(usize),
+    /// The buffer is stopped.
+    Stopped,
+}
+
+impl<K, V> HashMap<K, V, DefaultHashBuilder>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+{
+    /// A builder with the default options and [`DefaultHashBuilder`]; a processor is
+    /// required.
+    pub fn builder() -> HashMapBuilder<K, V, DefaultHashBuilder> {
+        HashMapBuilder {
+            options: Options::default(),
+            processor: None,
+            hasher: DefaultHashBuilder::default(),
+            _entries: PhantomData,
+        }
+    }
+}
+
+impl<K, V, S> HashMap<K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher + Send + Sync + 'static,
+{
+    /// The buffer's name.
+    pub fn name(&self) -> &str {
+        self.handle.core.name()
+    }
+
+    /// Stores `value` for `key` in the current tick: the last write wins, and the entry's
+    /// version and `updates` become 0. The value it replaces, if any, is dropped.
+    ///
+    /// Fails with [`PushError::Full`] when the key is new to its partition's current tick
+    /// and the partition holds `capacity` keys, and with [`PushError::Stopped`] once the
+    /// buffer is stopped; either way the key and value come back.
+    #[inline]
+    pub fn put(&self, key: K, value: V) -> Result<(), PushError<(K, V)>> {
+        match self.write(key, Write::Put(value)) {
+            Ok(_) => Ok(()),
+            Err((refusal, key, value)) => Err(self.error(refusal, (key, value))),
+        }
+    }
+
+    /// Stores every pair, in order, like [`put`](Self::put). Past `capacity`, what fits is
+    /// accepted (overwrites always fit) and the error carries back exactly the pairs that
+    /// were not, in order; once the buffer is stopped, every pair not accepted comes back in
+    /// [`PushError::Stopped`].
+    pub fn put_all(
+        &self,
+        entries: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<(), PushError<Vec<(K, V)>>> {
+        self.write_all(entries, |(key, value)| {
+            self.write(key, Write::Put(value))
+                .map_err(|(refusal, key, value)| (refusal, (key, value)))
+        })
+        .map(drop)
+    }
+
+    /// Stores `value` for `key` iff the key holds no value in the current tick or `version`
+    /// is strictly greater than the stored version; returns whether it stored. An equal or
+    /// older version is ignored (its value dropped). Each replacement by a newer version adds
+    /// 1 to the entry's `updates`; a first store starts it at 0.
+    ///
+    /// Versions compare within the current tick only: after [`delete`](Self::delete), or
+    /// once the key was handed to the processor, any version stores again. See
+    /// [`monotonic_version`] for versions that order writes across threads.
+    ///
+    /// Fails like [`put`](Self::put); a write that would only be ignored never fails for
+    /// capacity.
+    #[inline]
+    pub fn put_newer(&self, key: K, value: V, version: u64) -> Result<bool, PushError<(K, V)>> {
+        match self.write(key, Write::Newer(value, version)) {
+            Ok(written) => Ok(written != Written::Ignored),
+            Err((refusal, key, value)) => Err(self.error(refusal, (key, value))),
+        }
+    }
+
+    /// Writes every triple `(key, value, version)`, in order, like
+    /// [`put_newer`](Self::put_newer); returns how many stored. Refusals are returned like
+    /// [`put_all`](Self::put_all)'s, with their versions.
+    // The signature is the contract's (SPEC §1); an alias would only hide it in the docs.
+    #[allow(clippy::type_complexity)]
+    pub fn put_all_newer(
+        &self,
+        entries: impl IntoIterator<Item = (K, V, u64)>,
+    ) -> Result<usize, PushError<Vec<(K, V, u64)>>> {
+        self.write_all(entries, |(key, value, version)| {
+            self.write(key, Write::Newer(value, version))
+                .map_err(|(refusal, key, value)| (refusal, (key, value, version)))
+        })
+    }
+
+    /// A clone of the value `key` holds in the current tick; entries already handed to the
+    /// processor are not visible.
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        let (hash, partition) = self.locate(key);
+        self.handle.core.partitions[partition].store.get(hash, key)
+    }
+
+    /// Removes `key`'s value from the current tick (dropping it); true if it had one. The
+    /// key frees its room under `capacity`, and a later `put_newer` of it stores whatever
+    /// its version.
+    pub fn delete<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, partition) = self.locate(key);
+        let core = &*self.handle.core;
+        let part = &core.partitions[partition];
+        let deleted = part.store.delete(hash, key);
+        if deleted && core.capacity.is_some() {
+            part.release(1);
+        }
+        deleted
+    }
+
+    /// Distinct keys holding a value in the current tick (not yet taken by a tick).
+    pub fn len(&self) -> usize {
+        self.handle.core.len()
+    }
+
+    /// No key holds a value in the current tick.
+    pub fn is_empty(&self) -> bool {
+        self.handle.core.is_empty()
+    }
+
+    /// The buffer's counters; for a map, an item is an entry (see the type's docs).
+    pub fn stats(&self) -> Stats {
+        self.handle.core.stats()
+    }
+
+    /// Runs a tick on every partition now and returns once the processor has returned for
+    /// every entry buffered at the call (a stuck call is waited for at most
+    /// `processing_timeout`). Runs no processor on the calling thread. After `stop`, returns
+    /// at once.
+    ///
+    /// Do not call it from inside a processor: the cycle it waits for may need that thread.
+    pub fn flush(&self) -> Result<(), Error> {
+        self.handle.core.flush()
+    }
+
+    /// Stops the buffer: later writes return [`PushError::Stopped`]; a last tick drains every
+    /// partition, and the call returns once the processor has seen every accepted entry.
+    /// Idempotent; `Err(Error::Timeout)` when cycles outlived `processing_timeout`.
+    pub fn stop(&self) -> Result<(), Error> {
+        self.handle.core.stop(StopReason::Stopped)
+    }
+
+    /// Changes run-time options on every partition; an invalid value changes nothing.
+    pub fn update_options(&self, update: OptionsUpdate) -> Result<(), Error> {
+        self.handle.core.update_options(&update)
+    }
+
+    /// The hash of `key` and the partition it routes to.
+    #[inline]
+    fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, usize) {
+        let hash = self.handle.hasher.hash_one(key);
+        (
+            hash,
+            routing::by_hash(hash, self.handle.core.partitions.len()),
+        )
+    }
+
+    /// Writes to `key`'s partition, keeping its capacity and drain accounting.
+    #[inline]
+    fn write(&self, key: K, write: Write<V>) -> Result<Written, (Refusal, K, V)> {
+        let (hash, partition) = self.locate(&key);
+        let core = &*self.handle.core;
+        let part = &core.partitions[partition];
+        // Whether this write holds one unit of the partition's room, taken in `admit`.
+        let admitted = Cell::new(false);
+        let outcome = match core.capacity {
+            None => part.store.write(hash, key, write, || true),
+            Some(capacity) => part.store.write(hash, key, write, || {
+                let granted = part.reserve(capacity, 1) == 1;
+                admitted.set(granted);
+                granted
+            }),
+        };
+        match outcome {
+            Ok(Written::Inserted) => {
+                if core.watches_fill() {
+                    let len = part.store.len() as u64;
+                    core.filled(partition, len.saturating_sub(1), len);
+                }
+                Ok(Written::Inserted)
+            }
+            Ok(written) => {
+                // The store admitted the key but another writer gave it a value first:
+                // this write did not take the room.
+                if admitted.get() {
+                    part.release(1);
+                }
+                Ok(written)
+            }
+            Err((refused, key, value)) => {
+                if admitted.get() {
+                    part.release(1);
+                }
+                match refused {
+                    Refused::Full if !core.is_stopped() => {
+                        Err((Refusal::Full(partition), key, value))
+                    }
+                    Refused::Full | Refused::Closed => Err((Refusal::Stopped, key, value)),
+                }
+            }
+        }
+    }
+
+    /// Writes each item with `one`; returns how many stored, or the items not accepted, in
+    /// order. Once the buffer is stopped, the rest are returned without trying them. A `Full`
+    /// outcome counts as one refused write, on the partition that refused first.
+    fn write_all<T>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        mut one: impl FnMut(T) -> Result<Written, (Refusal, T)>,
+    ) -> Result<usize, PushError<Vec<T>>> {
+        let mut stored = 0;
+        let mut refused = Vec::new();
+        let mut first_full = None;
+        let mut items = items.into_iter();
+        while let Some(item) = items.next() {
+            match one(item) {
+                Ok(Written::Ignored) => {}
+                Ok(Written::Inserted | Written::Replaced) => stored += 1,
+                Err((Refusal::Full(partition), item)) => {
+                    first_full.get_or_insert(partition);
+                    refused.push(item);
+                }
+                Err((Refusal::Stopped, item)) => {
+                    refused.push(item);
+                    refused.extend(items);
+                    return Err(PushError::Stopped(refused));
+                }
+            }
+        }
+        match first_full {
+            None => Ok(stored),
+            Some(partition) => Err(self.error(Refusal::Full(partition), refused)),
+        }
+    }
+
+    /// The error for a refused write; a `Full` one is counted, reported in the partition's
+    /// next `Rejected` event, so their counts sum to the `Full` errors returned.
+    fn error<T>(&self, refusal: Refusal, item: T) -> PushError<T> {
+        match refusal {
+            Refusal::Full(partition) => {
+                self.handle.core.rejected(partition);
+                PushError::Full(item)
+            }
+            Refusal::Stopped => PushError::Stopped(item),
+        }
+    }
+}
+
+/// A processor of entry batches, boxed.
+type EntryProcessor<K, V> = Box<dyn Processor<Vec<Entry<K, V>>>>;
+
+/// Configures and starts a [`HashMap`]. See the option table in the crate docs; for a map,
+/// `capacity` and `drain_threshold` count distinct keys.
+///
+/// ```
+/// use std::time::Duration;
+/// use tidefall::{BatchSize, Entry, HashMap};
+///
+/// let map = HashMap::<u64, String>::builder()
+///     .name("sessions")
+///     .partitions(4)
+///     .processing_interval(Duration::from_millis(200))
+///     .processing_batch_size(BatchSize::Table)
+///     .capacity(10_000)
+///     .hasher(std::hash::RandomState::new())
+///     .processor(|entries: Vec<Entry<u64, String>>| -> Result<(), String> {
+///         for entry in &entries {
+///             assert!(!entry.value.is_empty());
+///         }
+///         Ok(())
+///     })
+///     .start()?;
+/// assert!(map.put_newer(7, "login".into(), tidefall::monotonic_version()).unwrap());
+/// map.stop()?;
+/// # Ok::<(), tidefall::Error>(())
+/// ```
+pub struct HashMapBuilder<K, V, S = DefaultHashBuilder> {
+    options: Options,
+    processor: Option<EntryProcessor<K, V>>,
+    hasher: S,
+    _entries: PhantomData<fn(K, V)>,
+}
+
+impl<K, V, S> HashMapBuilder<K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher + Send + Sync + 'static,
+{
+    option_setters!();
+
+    /// The function that receives each batch of entries (required).
+    pub fn processor(mut self, processor: impl Processor<Vec<Entry<K, V>>>) -> Self {
+        self.processor = Some(Box::new(processor));
+        self
+    }
+
+    /// The hasher for keys: it picks a key's partition and its place in the partition's
+    /// table. Default: [`DefaultHashBuilder`].
+    pub fn hasher<S2>(self, hasher: S2) -> HashMapBuilder<K, V, S2>
+    where
+        S2: BuildHasher + Send + Sync + 'static,
+    {
+        HashMapBuilder {
+            options: self.options,
+            processor: self.processor,
+            hasher,
+            _entries: PhantomData,
+        }
+    }
+
+    /// Validates the options and starts the buffer. `PartitionStart` has been emitted for
+    /// every partition when it returns.
+    pub fn start(self) -> Result<HashMap<K, V, S>, Error> {
+        let options = self.options.resolve()?;
+        let processor = self.processor.ok_or(Error::MissingProcessor)?;
+        let core = Core::start(options, |_| Tables::new(), processor, None)?;
+        Ok(HashMap {
+            handle: Arc::new(Handle {
+                core,
+                hasher: self.hasher,
+            }),
+        })
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::BatchSize;
+    use std::sync::Mutex;
+
+    type Seen = Arc<Mutex<Vec<Entry<u32, u32>>>>;
+
+    fn map(partitions: usize, capacity: Option<usize>) -> (HashMap<u32, u32>, Seen) {
+        let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let mut builder = HashMap::<u32, u32>::builder()
+            .partitions(partitions)
+            .processing_interval(std::time::Duration::from_secs(3600))
+            .processing_batch_size(BatchSize::Table)
+            .processor(move |batch: Vec<Entry<u32, u32>>| {
+                assert!(!batch.is_empty());
+                sink.lock().expect("sink lock").extend(batch);
+            });
+        if let Some(capacity) = capacity {
+            builder = builder.capacity(capacity);
+        }
+        (builder.start().expect("valid options"), seen)
+    }
+
+    fn drained(seen: &Seen) -> Vec<Entry<u32, u32>> {
+        let mut entries = std::mem::take(&mut *seen.lock().expect("sink lock"));
+        entries.sort_by_key(|e| e.key);
+        entries
+    }
+
+    fn entry(key: u32, value: u32, version: u64, updates: u64) -> Entry<u32, u32> {
+        Entry {
+            key,
+            value,
+            version,
+            updates,
+        }
+    }
+
+    /// The whole path once, small enough for Miri: put, coalescing, get, delete, put_newer,
+    /// flush, stop, refusal, stats.
+    #[test]
+    fn put_coalesce_flush_stop_round_trip() {
+        let keys: u32 = if cfg!(miri) { 8 } else { 200 };
+        let (map, seen) = map(2, None);
+        for round in 0..3 {
+            for k in 0..keys {
+                map.put(k, k * 10 + round).expect("running");
+            }
+        }
+        assert_eq!(map.len(), keys as usize);
+        assert_eq!(map.get(&1), Some(12));
+        assert!(map.delete(&0));
+        assert!(!map.delete(&0));
+        assert_eq!(map.get(&0), None);
+        assert_eq!(map.put_newer(1, 99, 5), Ok(true));
+        assert_eq!(map.put_newer(1, 98, 5), Ok(false));
+        assert_eq!(map.put_newer(1, 97, 6), Ok(true));
+        map.flush().expect("flush");
+        assert!(map.is_empty());
+        let mut expected: Vec<_> = (2..keys).map(|k| entry(k, k * 10 + 2, 0, 0)).collect();
+        expected.insert(0, entry(1, 97, 6, 2));
+        assert_eq!(drained(&seen), expected);
+        // After the drain, an older version stores again, from scratch.
+        assert_eq!(map.put_newer(1, 1, 1), Ok(true));
+        map.stop().expect("stop");
+        assert_eq!(drained(&seen), vec![entry(1, 1, 1, 0)]);
+        assert_eq!(map.put(3, 3).map_err(PushError::into_inner), Err((3, 3)));
+        let stats = map.stats();
+        assert_eq!(
+            (stats.processed, stats.failed, stats.buffered),
+            (keys as u64, 0, 0)
+        );
+    }
+
+    /// Capacity counts distinct keys; overwrites and deletes keep it exact.
+    #[test]
+    fn capacity_counts_distinct_keys() {
+        let (map, seen) = map(1, Some(2));
+        map.put(1, 1).expect("room");
+        map.put(1, 2).expect("an overwrite always fits");
+        map.put(2, 2).expect("room");
+        assert_eq!(map.put(3, 3), Err(PushError::Full((3, 3))));
+        match map.put_all([(1, 5), (4, 4), (2, 6), (5, 5)]) {
+            Err(PushError::Full(rest)) => assert_eq!(rest, vec![(4, 4), (5, 5)]),
+            other => panic!("expected Full, got {other:?}"),
+        }
+        assert!(map.delete(&2));
+        assert_eq!(map.put_newer(3, 3, 7), Ok(true));
+        assert_eq!(
+            map.put_all_newer([(3, 0, 7), (4, 4, 1)])
+                .map_err(PushError::into_inner),
+            Err(vec![(4, 4, 1)])
+        );
+        assert_eq!(map.stats().rejected, 3);
+        map.flush().expect("flush");
+        assert_eq!(drained(&seen), vec![entry(1, 5, 0, 0), entry(3, 3, 7, 0)]);
+        map.put_all([(4, 4), (5, 5)])
+            .expect("room again after the tick");
+        map.stop().expect("stop");
+    }
+
+    #[test]
+    fn monotonic_version_strictly_increases() {
+        let mut last = monotonic_version();
+        for _ in 0..100 {
+            let next = monotonic_version();
+            assert!(next > last);
+            last = next;
+        }
+    }
+}
