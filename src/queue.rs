@@ -13,7 +13,7 @@ use crate::raw::staging::Staged;
 use crate::routing;
 use crate::telemetry::{Stats, StopReason};
 use crate::DefaultHashBuilder;
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 use crate::PushError;
 
 /// Routes an item to a partition by a hash of a key derived from it.

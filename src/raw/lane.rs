@@ -139,7 +139,9 @@ impl<T> Lane<T> {
             let block = self.block_for(n);
             let idx = (n as usize) & (LaneBlock::<T>::CAP - 1);
             let values = &(*block).values;
-            values.get_unchecked(idx).with_mut(|cell| (*cell).write(item));
+            values
+                .get_unchecked(idx)
+                .with_mut(|cell| (*cell).write(item));
         }
         // Release: pairs with the taker's Acquire load of `written`, publishing the value
         // (and any block linked for it).

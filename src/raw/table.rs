@@ -1,16 +1,127 @@
-//! The store behind one `HashMap` partition.
+//! The lock-free open-addressing store behind one `HashMap` partition, and its swap at tick
+//! time.
 //!
-//! PLACEHOLDER: a `Mutex<std::collections::HashMap>` reference implementation with the final
-//! API, so that the safe handle can be built and tested against it. The lock-free
-//! open-addressing table replaces the body of this module; the API and its doc comments are
-//! the contract.
+//! # Shape
+//!
+//! A partition has one atomic *generation word* and two *sides*; generation `g` fills side
+//! `g % 2`. A side is a chain of [`Table`]s: the first one, then tables linked by writers
+//! when it fills, each twice the size of the one before. A table is an array of [`Slot`]s.
+//!
+//! Every slot has an atomic *state word*:
+//!
+//! ```text
+//!  63 ........... 24 | 23 ...... 16 | 15 ..... 0
+//!  generation stamp  | status flags |    tag
+//! ```
+//!
+//! The stamp is the low 40 bits of the generation the slot currently serves; the flags are
+//! `LOCKED`, `KEYED` (the key cell is initialized), `VALUE` (the value cell is initialized)
+//! and `SEALED`; the tag is the top 16 bits of the key's hash. A slot of generation `g` is
+//! *empty* (no flag), *claiming* (`LOCKED` alone: a writer took it and is deciding whether
+//! to keep it), *keyed* (`KEYED`, with or without `VALUE`; `LOCKED` while one thread works on
+//! it) or *sealed* (its generation has ended). A table's `link` word has the same layout:
+//! stamp, and `LOCKED` (a writer is linking the next table), `KEYED` (the next table is
+//! linked: `next` is set) or `SEALED`.
+//!
+//! # Writers
+//!
+//! A write loads the generation word (refused if `CLOSED`), then probes the side's tables in
+//! chain order. In each table it probes linearly from `hash & mask`, at most [`MAX_PROBE`]
+//! slots (the *window*):
+//!
+//! * a slot whose stamp is not this generation's, or that is sealed: the generation has
+//!   ended (the taker is sealing it, or has reset the table for a later generation), so the
+//!   write starts over from the generation word;
+//! * an empty slot: the key is nowhere (see below), so the writer claims the slot with one
+//!   CAS (`empty → claiming|tag`) and asks `admit`; if it says no, the slot goes back to
+//!   empty and the write is refused [`Refused::Full`]; otherwise the key and value are
+//!   written and the slot becomes `keyed|value`: [`Written::Inserted`]. This is the only way
+//!   a slot gets a key, and the key then stays in that slot for the rest of the generation;
+//! * a keyed slot with the key's tag: the writer locks it (CAS, keeping stamp and tag),
+//!   compares the key (only under the lock: the taker moves keys out of sealed slots), and
+//!   on a match replaces the value in place (the old one is dropped after unlocking, so
+//!   memory is bounded by live keys), ignores an older `put_newer`, or, on a slot without a
+//!   value (deleted earlier), asks `admit`;
+//! * a keyed slot with another tag: next slot; a claiming slot: wait (any tag, see below);
+//!   a locked keyed slot with the key's tag: wait ([`spin_wait`]).
+//!
+//! When the window holds no empty slot and no match, the writer goes to the next table,
+//! linking it first if nobody has: it locks the table's `link` word (CAS from
+//! `unlinked|stamp`), allocates a table twice as big, stores `next`, and sets `link` to
+//! `linked|stamp`. Writers that find the link locked wait for it.
+//!
+//! **A key is claimed at most once per generation.** Within a generation a slot goes from
+//! empty to claiming, and from claiming either back to empty (a refused claim) or to keyed,
+//! where it stays until sealed; a keyed slot's key never changes. Every writer of a key scans
+//! the same sequence of slots (the same windows of the same tables, in the same order) and
+//! claims at the first empty slot of that sequence. A writer passes a slot only once it is
+//! keyed with another key: it waits on claiming slots whatever their tag, because a claim
+//! may revert to empty, and it compares the key of every keyed slot with its tag. So when a
+//! writer claims position `i`, every earlier position holds another key for good, and a
+//! second writer of the same key either fails the claim CAS at `i` (it then waits on `i`
+//! and finds the key there) or sees `i` already claimed and waits for it to be keyed. It
+//! can never get past `i`. The same invariant makes `get` and `delete` exact: a key at
+//! position `p` is preceded by keyed slots only, so reaching an empty slot means the key is
+//! absent. `get` and `delete` claim nothing.
+//!
+//! `delete` takes the value out and leaves the slot keyed without a value; a later write of
+//! the key finds it there. Keys are never removed within a generation, so there is no
+//! tombstone: a generation holds at most one slot per distinct key written in it.
+//!
+//! # The tick
+//!
+//! `take` (one taker at a time, serialized by a mutex) first *prepares* the other side for
+//! the next generation `g + 1`: that side was drained by the previous take, so nobody but
+//! stale writers (below) looks at it; it keeps one table, resets every slot to
+//! `empty|stamp(g + 1)`, its link to `unlinked|stamp(g + 1)` and its counter to 0. Then it
+//! stores `g + 1` in the generation word (Release), so every writer that loads the new word
+//! sees the prepared side. Then it *seals* side `g`: each slot by a CAS from its unlocked
+//! state to the same state with `SEALED` (waiting while it is locked), and each table's
+//! link the same way, following `next` when it was linked. A sealed slot or link fails every
+//! writer's CAS (they expect an unsealed state), and a writer that loads a sealed state
+//! starts over and finds `g + 1`. A write is committed only while its writer holds the
+//! slot, so every committed write of generation `g` is ordered before the seal of its slot:
+//! it is in this drain, and a write that found the slot sealed lands in generation `g + 1`,
+//! the next drain. Once everything is sealed the side belongs to the taker: it moves the keys
+//! and values out with plain reads (keys without a value are dropped).
+//!
+//! `close_for_good` stores `g + 1 | CLOSED` instead, seals and drains the same way; later
+//! writes are refused with [`Refused::Closed`], carrying back their key and value.
+//!
+//! # Stale writers and reclamation
+//!
+//! Writers do not announce themselves, so a writer may load generation `g`, sleep through
+//! several ticks and then touch side `g % 2`. Tables are therefore never freed while the
+//! store lives (only in `Drop`), and a stale writer always reaches a table whose slots are
+//! sealed or stamped with a later generation, and starts over. The stamp is compared for
+//! equality only, so a wrapped stamp would fool a writer that slept through exactly a
+//! multiple of 2^40 ticks between loading the generation word and its CAS: at one tick per
+//! millisecond that is 34 years.
+//!
+//! # Sizing
+//!
+//! `prepare` sizes the next side's first table for the larger of the keys of the generation
+//! just ending and of the last drained one, at most 50% full (a power of two, at least
+//! [`MIN_TABLE`]). A side keeps one table across generations: the last (largest) table of
+//! its chain if it is big enough, else a new one. The other tables of the chain are
+//! *retired*: kept allocated for stale writers until `Drop`. Every table of a side is larger
+//! than the ones retired before it, so retired tables take less room than the side's
+//! current table. Tables never shrink: a partition keeps the capacity of its busiest tick.
+//! In steady state a write allocates nothing: the tables are reused and values are replaced
+//! in place.
+//!
+//! `len` adds up per-table counters of keys with a value, which a writer increments when it
+//! inserts and `delete` decrements, both while holding the slot (cache padded, and untouched
+//! by replacements, so the common write does not contend on them).
 
+use core::mem::MaybeUninit;
+use core::ptr;
 use std::borrow::Borrow;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+
+use crossbeam_utils::CachePadded;
 
 use crate::entry::Entry;
-use std::sync::Mutex;
+use crate::sync::{spin_wait, AtomicPtr, AtomicU64, Mutex, Ordering, UnsafeCell};
 
 /// What a write stores.
 #[derive(Debug)]
@@ -44,38 +155,179 @@ pub enum Refused {
     Closed,
 }
 
-/// Hashes are computed by the caller; the placeholder's inner map only re-uses them.
-#[derive(Default)]
-struct PassThrough(u64);
+/// Slots in a side's first table at the start: small under loom and Miri, so that the
+/// models and tests link tables.
+const MIN_TABLE: usize = if cfg!(any(loom, miri)) { 4 } else { 16 };
 
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("only u64 hashes are stored")
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+/// The most slots a key probes in one table before going to the next one.
+const MAX_PROBE: usize = if cfg!(any(loom, miri)) { 2 } else { 16 };
+
+/// Set in the generation word once the store is closed for good.
+const CLOSED: u64 = 1 << 63;
+
+/// The tag: the top 16 bits of the hash, in the low bits of a state word.
+const TAG_MASK: u64 = 0xffff;
+/// Where the hash's tag bits start.
+const TAG_SHIFT: u32 = 48;
+/// A thread holds the slot (or link): claiming it, or working on its key and value.
+const LOCKED: u64 = 1 << 16;
+/// The key cell is initialized (for a link word: `next` is set).
+const KEYED: u64 = 1 << 17;
+/// The value cell is initialized.
+const VALUE: u64 = 1 << 18;
+/// The generation of the slot (or link) has ended; no writer may touch it.
+const SEALED: u64 = 1 << 19;
+/// Where the generation stamp starts.
+const STAMP_SHIFT: u32 = 24;
+/// The stamp bits of a state word.
+const STAMP_MASK: u64 = !((1 << STAMP_SHIFT) - 1);
+
+/// The stamp of the generation in `word` (its low 40 bits, in place in a state word).
+#[inline]
+fn stamp_of(word: u64) -> u64 {
+    (word & !CLOSED) << STAMP_SHIFT
 }
 
-struct Value<V> {
+/// Which side a generation word's generation fills.
+#[inline]
+fn side_of(word: u64) -> usize {
+    (word & 1) as usize
+}
+
+/// A value and its bookkeeping: what an [`Entry`] carries besides the key.
+struct Record<V> {
     value: V,
     version: u64,
     updates: u64,
 }
 
-struct Inner<K, V> {
-    map: HashMap<u64, Vec<(K, Option<Value<V>>)>, BuildHasherDefault<PassThrough>>,
-    /// Keys with a value.
-    live: usize,
-    closed: bool,
+/// One key's place in a table.
+struct Slot<K, V> {
+    /// Stamp | flags | tag: see the module docs.
+    state: AtomicU64,
+    /// Initialized iff `KEYED`; accessed by the thread holding the slot, or by the taker
+    /// once the slot is sealed.
+    key: UnsafeCell<MaybeUninit<K>>,
+    /// Initialized iff `VALUE`; accessed like `key`.
+    record: UnsafeCell<MaybeUninit<Record<V>>>,
+}
+
+/// One open-addressing table of a side's chain.
+struct Table<K, V> {
+    /// A power of two of slots.
+    slots: Box<[Slot<K, V>]>,
+    /// Stamp | `LOCKED` (linking) / `KEYED` (linked) / `SEALED`.
+    link: AtomicU64,
+    /// The next table of the chain, set (with `link` locked) before `link` says linked.
+    next: AtomicPtr<Table<K, V>>,
+    /// Keys with a value in this table.
+    live: CachePadded<AtomicU64>,
+}
+
+impl<K, V> Table<K, V> {
+    /// A table of `len` empty slots (a power of two) for the generation with `stamp`.
+    fn new(len: usize, stamp: u64) -> Box<Self> {
+        debug_assert!(len.is_power_of_two());
+        Box::new(Table {
+            slots: (0..len)
+                .map(|_| Slot {
+                    state: AtomicU64::new(stamp),
+                    key: UnsafeCell::new(MaybeUninit::uninit()),
+                    record: UnsafeCell::new(MaybeUninit::uninit()),
+                })
+                .collect(),
+            link: AtomicU64::new(stamp),
+            next: AtomicPtr::new(ptr::null_mut()),
+            live: CachePadded::new(AtomicU64::new(0)),
+        })
+    }
+}
+
+/// One of a partition's two sides: a chain of tables.
+struct Side<K, V> {
+    /// The first table; replaced only by the taker preparing the side, before the
+    /// generation that uses it is published.
+    first: AtomicPtr<Table<K, V>>,
+}
+
+/// What only the taker touches.
+struct Taker<K, V> {
+    /// Tables taken out of a chain, kept for stale writers until `Drop`.
+    retired: Vec<*mut Table<K, V>>,
+    /// Keys (with or without a value) of the last drained generation.
+    last_keys: usize,
 }
 
 /// One partition's coalescing store: writers from any thread; one taker at a time.
 pub struct Tables<K, V> {
-    inner: Mutex<Inner<K, V>>,
+    /// Generation | `CLOSED`.
+    word: CachePadded<AtomicU64>,
+    sides: [Side<K, V>; 2],
+    /// Serializes takers: each generation is sealed and drained by exactly one of them.
+    taker: Mutex<Taker<K, V>>,
+}
+
+// SAFETY: keys and values move between threads (written by a writer, moved out by the
+// taker, dropped by whoever replaces or deletes them), so `K: Send` and `V: Send` are
+// required and sufficient; the tables are owned by the store (raw pointers only because
+// stale writers may still read them), and every other field is an atomic or a mutex.
+unsafe impl<K: Send, V: Send> Send for Tables<K, V> {}
+// SAFETY: as for a `Mutex<(K, V)>`: a key or value is only reached by the one thread that
+// holds its slot (the slot lock is an exclusive lock), or by the taker once the slot is
+// sealed, so no `&K` or `&V` is ever used by two threads at once and `Sync` is not needed.
+unsafe impl<K: Send, V: Send> Sync for Tables<K, V> {}
+
+/// A slot held by this thread; stores `restore` in its state word when dropped, so that a
+/// panic in user code (`Eq`, `Clone`, `admit`) while holding it releases it unchanged.
+struct Held<'a> {
+    state: &'a AtomicU64,
+    restore: u64,
+}
+
+impl Held<'_> {
+    /// Releases the slot with the state `to`.
+    #[inline]
+    fn release(mut self, to: u64) {
+        self.restore = to;
+    }
+}
+
+impl Drop for Held<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // Release: pairs with the Acquire CAS of the next thread to take the slot (a writer
+        // locking it, or the taker sealing it), publishing this thread's accesses to the key
+        // and value cells.
+        self.state.store(self.restore, Ordering::Release);
+    }
+}
+
+/// A slot found by [`Tables::find`], held by the caller.
+enum Found<'a, K, V> {
+    /// An empty slot, claimed (`LOCKED|tag`) for the key: it is in no other slot. Released
+    /// back to empty unless the caller releases it keyed.
+    Claimed {
+        held: Held<'a>,
+        slot: &'a Slot<K, V>,
+        table: &'a Table<K, V>,
+    },
+    /// The key's slot, locked; `state` is its unlocked state (`KEYED`, maybe `VALUE`).
+    Keyed {
+        held: Held<'a>,
+        slot: &'a Slot<K, V>,
+        table: &'a Table<K, V>,
+        state: u64,
+    },
+}
+
+/// What [`Tables::next_table`] found after a full window.
+enum Next<K, V> {
+    /// The next table of the chain.
+    Table(*mut Table<K, V>),
+    /// The generation ended: start over from the generation word.
+    Restart,
+    /// No table is linked after this one (only for lookups that claim nothing).
+    End,
 }
 
 impl<K: Eq, V> Default for Tables<K, V> {
@@ -87,17 +339,17 @@ impl<K: Eq, V> Default for Tables<K, V> {
 impl<K: Eq, V> Tables<K, V> {
     /// An empty store.
     pub fn new() -> Self {
+        let side = |g: u64| Side {
+            first: AtomicPtr::new(Box::into_raw(Table::new(MIN_TABLE, stamp_of(g)))),
+        };
         Tables {
-            inner: Mutex::new(Inner {
-                map: HashMap::default(),
-                live: 0,
-                closed: false,
+            word: CachePadded::new(AtomicU64::new(0)),
+            sides: [side(0), side(1)],
+            taker: Mutex::new(Taker {
+                retired: Vec::new(),
+                last_keys: 0,
             }),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<K, V>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Writes `key` (whose hash is `hash`). `admit` is called, at most once, only when the
@@ -110,53 +362,96 @@ impl<K: Eq, V> Tables<K, V> {
         write: Write<V>,
         admit: impl FnOnce() -> bool,
     ) -> Result<Written, (Refused, K, V)> {
-        let mut inner = self.lock();
-        let (value, version) = match write {
-            Write::Put(v) => (v, None),
-            Write::Newer(v, ver) => (v, Some(ver)),
+        let (value, version, newer) = match write {
+            Write::Put(value) => (value, 0, false),
+            Write::Newer(value, version) => (value, version, true),
         };
-        if inner.closed {
-            return Err((Refused::Closed, key, value));
-        }
-        let bucket = inner.map.entry(hash).or_default();
-        let pos = bucket.iter().position(|(k, _)| *k == key);
-        let current = pos.and_then(|p| bucket[p].1.as_mut());
-        match current {
-            Some(stored) => match version {
-                None => {
-                    *stored = Value {
-                        value,
-                        version: 0,
-                        updates: 0,
-                    };
-                    Ok(Written::Replaced)
-                }
-                Some(v) if v > stored.version => {
-                    let updates = stored.updates + 1;
-                    *stored = Value {
-                        value,
-                        version: v,
-                        updates,
-                    };
-                    Ok(Written::Replaced)
-                }
-                Some(_) => Ok(Written::Ignored),
-            },
-            None => {
+        match self.find(hash, &key, true) {
+            None => Err((Refused::Closed, key, value)),
+            Some(Found::Claimed { held, slot, table }) => {
                 if !admit() {
+                    // `held` reverts the claim to empty.
                     return Err((Refused::Full, key, value));
                 }
-                let fresh = Some(Value {
-                    value,
-                    version: version.unwrap_or(0),
-                    updates: 0,
-                });
-                match pos {
-                    Some(p) => bucket[p].1 = fresh,
-                    None => bucket.push((key, fresh)),
+                let keyed = (held.restore & !TAG_MASK) | (hash >> TAG_SHIFT) | KEYED | VALUE;
+                // SAFETY: (1) this thread holds the claim on the slot (`LOCKED`, its
+                // generation not sealed), so no other thread accesses its cells until the
+                // Release store of `release`; (2) the cells are uninitialized (not `KEYED`,
+                // not `VALUE`), so nothing is overwritten without being dropped.
+                unsafe {
+                    slot.key.with_mut(|cell| (*cell).write(key));
+                    slot.record.with_mut(|cell| {
+                        (*cell).write(Record {
+                            value,
+                            version,
+                            updates: 0,
+                        })
+                    });
                 }
-                inner.live += 1;
+                // Relaxed: a count for `len`; the slot lock orders it with the decrement of a
+                // later `delete` of this key.
+                table.live.fetch_add(1, Ordering::Relaxed);
+                held.release(keyed);
                 Ok(Written::Inserted)
+            }
+            Some(Found::Keyed {
+                held,
+                slot,
+                table,
+                state,
+            }) => {
+                if state & VALUE == 0 {
+                    if !admit() {
+                        return Err((Refused::Full, key, value));
+                    }
+                    // SAFETY: this thread holds the slot lock (see `find`), and the value cell
+                    // is uninitialized (no `VALUE`).
+                    unsafe {
+                        slot.record.with_mut(|cell| {
+                            (*cell).write(Record {
+                                value,
+                                version,
+                                updates: 0,
+                            })
+                        });
+                    }
+                    // Relaxed: as for a claimed slot above.
+                    table.live.fetch_add(1, Ordering::Relaxed);
+                    held.release(state | VALUE);
+                    return Ok(Written::Inserted);
+                }
+                // SAFETY: this thread holds the slot lock and the value cell is initialized
+                // (`VALUE`).
+                let replaced = unsafe {
+                    slot.record.with_mut(|cell| {
+                        let stored = (*cell).assume_init_mut();
+                        if newer && version <= stored.version {
+                            return Err(value);
+                        }
+                        let updates = if newer { stored.updates + 1 } else { 0 };
+                        Ok(core::mem::replace(
+                            stored,
+                            Record {
+                                value,
+                                version,
+                                updates,
+                            },
+                        ))
+                    })
+                };
+                held.release(state);
+                // The old (or ignored) value is dropped after unlocking: user code never runs
+                // under a slot lock.
+                match replaced {
+                    Ok(old) => {
+                        drop(old);
+                        Ok(Written::Replaced)
+                    }
+                    Err(ignored) => {
+                        drop(ignored);
+                        Ok(Written::Ignored)
+                    }
+                }
             }
         }
     }
@@ -168,13 +463,23 @@ impl<K: Eq, V> Tables<K, V> {
         Q: Eq + ?Sized,
         V: Clone,
     {
-        let inner = self.lock();
-        inner.map.get(&hash).and_then(|bucket| {
-            bucket
-                .iter()
-                .find(|(k, _)| k.borrow() == key)
-                .and_then(|(_, v)| v.as_ref().map(|v| v.value.clone()))
-        })
+        let Some(Found::Keyed {
+            held, slot, state, ..
+        }) = self.find(hash, key, false)
+        else {
+            return None;
+        };
+        if state & VALUE == 0 {
+            return None;
+        }
+        // SAFETY: this thread holds the slot lock and the value cell is initialized
+        // (`VALUE`); a panic in `clone` releases the slot unchanged (`held`).
+        let value = unsafe {
+            slot.record
+                .with_mut(|cell| (*cell).assume_init_ref().value.clone())
+        };
+        drop(held);
+        Some(value)
     }
 
     /// Removes the value of `key` from the current generation; true if it had one. The
@@ -184,23 +489,57 @@ impl<K: Eq, V> Tables<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let mut inner = self.lock();
-        let removed = inner.map.get_mut(&hash).and_then(|bucket| {
-            bucket
-                .iter_mut()
-                .find(|(k, _)| k.borrow() == key)
-                .and_then(|(_, v)| v.take())
-        });
-        if removed.is_some() {
-            inner.live -= 1;
+        let Some(Found::Keyed {
+            held,
+            slot,
+            table,
+            state,
+        }) = self.find(hash, key, false)
+        else {
+            return false;
+        };
+        if state & VALUE == 0 {
+            return false;
         }
-        drop(inner);
-        removed.is_some()
+        // SAFETY: this thread holds the slot lock and the value cell is initialized
+        // (`VALUE`); the state released below says it is not any more, so it is read once.
+        let old = unsafe { slot.record.with_mut(|cell| (*cell).assume_init_read()) };
+        // Relaxed: a count; the increment of the insert is ordered before by the slot lock.
+        table.live.fetch_sub(1, Ordering::Relaxed);
+        held.release(state & !VALUE);
+        drop(old);
+        true
     }
 
     /// Keys with a value in the current generation.
     pub fn len(&self) -> usize {
-        self.lock().live
+        // Acquire: pairs with the taker's Release store, so the side's first table is seen.
+        let word = self.word.load(Ordering::Acquire);
+        if word & CLOSED != 0 {
+            return 0;
+        }
+        let stamp = stamp_of(word);
+        // Acquire: pairs with the Release store of `first` by the taker that prepared it.
+        let mut table = self.sides[side_of(word)].first.load(Ordering::Acquire);
+        let mut live = 0u64;
+        loop {
+            // SAFETY: tables are freed only in `Drop`; `first` and every linked `next` point
+            // to a live table.
+            let current = unsafe { &*table };
+            // Relaxed: a count; `len` promises nothing about writes in flight.
+            live += current.live.load(Ordering::Relaxed);
+            // Acquire: pairs with the Release store that marked the link linked, after `next`.
+            let link = current.link.load(Ordering::Acquire);
+            if link & (STAMP_MASK | KEYED) != stamp | KEYED {
+                break;
+            }
+            // Acquire: pairs with the Release store of `next` by the writer that linked it.
+            table = current.next.load(Ordering::Acquire);
+            if table.is_null() {
+                break;
+            }
+        }
+        live as usize
     }
 
     /// No key has a value in the current generation.
@@ -211,28 +550,824 @@ impl<K: Eq, V> Tables<K, V> {
     /// Starts a new, empty generation and moves every entry of the old one (keys with a
     /// value) into `out`; returns how many.
     pub fn take(&self, out: &mut Vec<Entry<K, V>>) -> usize {
-        let old = {
-            let mut inner = self.lock();
-            inner.live = 0;
-            std::mem::take(&mut inner.map)
-        };
-        let before = out.len();
-        for (key, value) in old.into_values().flatten() {
-            if let Some(v) = value {
-                out.push(Entry {
-                    key,
-                    value: v.value,
-                    version: v.version,
-                    updates: v.updates,
-                });
-            }
-        }
-        out.len() - before
+        self.take_with(out, false)
     }
 
     /// Like `take`, and every later write is refused with [`Refused::Closed`].
     pub fn close_for_good(&self, out: &mut Vec<Entry<K, V>>) -> usize {
-        self.lock().closed = true;
-        self.take(out)
+        self.take_with(out, true)
+    }
+
+    fn take_with(&self, out: &mut Vec<Entry<K, V>>, for_good: bool) -> usize {
+        let mut taker = self
+            .taker
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        // Relaxed: only takers store the word, and they are serialized by `taker`.
+        let word = self.word.load(Ordering::Relaxed);
+        if word & CLOSED != 0 {
+            return 0;
+        }
+        let next = word + 1;
+        if !for_good {
+            let hint = taker.last_keys.max(self.len());
+            // SAFETY: side `next % 2` served generation `word - 1`, which the previous take
+            // sealed and drained (or no generation yet: a fresh table), and this thread is
+            // the only taker.
+            unsafe { self.prepare(&self.sides[side_of(next)], stamp_of(next), hint, &mut taker) };
+        }
+        // Release: pairs with the writers' Acquire load of the word, publishing the side
+        // prepared above. The drain's reads are ordered by the seal CASes, not by this store.
+        self.word.store(
+            if for_good { next | CLOSED } else { next },
+            Ordering::Release,
+        );
+        // SAFETY: the store above ended generation `word`, and this thread is its only taker.
+        let (entries, keys) = unsafe { self.seal_and_drain(&self.sides[side_of(word)], out) };
+        taker.last_keys = keys;
+        entries
+    }
+
+    /// Makes `side` ready for the generation with `stamp`: one table of at least
+    /// `2 * hint` slots, every slot empty, unlinked, its counter at 0. Tables of the old
+    /// chain that are not kept are retired.
+    ///
+    /// # Safety
+    ///
+    /// `side` was sealed and drained (or never used), its generation is not published yet,
+    /// and the caller is the only taker.
+    unsafe fn prepare(&self, side: &Side<K, V>, stamp: u64, hint: usize, taker: &mut Taker<K, V>) {
+        let want = hint
+            .saturating_mul(2)
+            .max(MIN_TABLE)
+            .checked_next_power_of_two()
+            .unwrap_or(MIN_TABLE);
+        // Relaxed: the taker's own store (or an earlier taker's, ordered by `taker`).
+        let mut last = side.first.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: tables of a chain are live until `Drop`.
+            let current = unsafe { &*last };
+            // Relaxed (both): the chain was sealed by a taker; the Acquire seal CAS of each
+            // link made `next` visible to takers.
+            if current.link.load(Ordering::Relaxed) & KEYED == 0 {
+                break;
+            }
+            taker.retired.push(last);
+            last = current.next.load(Ordering::Relaxed);
+        }
+        // SAFETY: as above.
+        let kept = unsafe { &*last };
+        let first = if kept.slots.len() >= want {
+            // Release (slots, `next`, link): published to writers of the new generation by
+            // the Release store of the generation word anyway; Release here is for stale
+            // writers, which compare the stamp and start over: pairs with their Acquire load
+            // of the slot (or `next`), ordering their re-load of the generation word after
+            // this taker's store of the current one.
+            for slot in kept.slots.iter() {
+                slot.state.store(stamp, Ordering::Release);
+            }
+            kept.next.store(ptr::null_mut(), Ordering::Release);
+            kept.link.store(stamp, Ordering::Release);
+            // Relaxed: a count, published by the store of the generation word.
+            kept.live.store(0, Ordering::Relaxed);
+            last
+        } else {
+            taker.retired.push(last);
+            Box::into_raw(Table::new(want, stamp))
+        };
+        // Release: pairs with the Acquire load of `first` by writers, including stale ones
+        // that are not ordered after the generation word's store, so a new table is seen
+        // initialized.
+        side.first.store(first, Ordering::Release);
+    }
+
+    /// Seals every slot and link of `side`'s chain, then moves its entries into `out`.
+    /// Returns the entries taken and the keys found (with or without a value).
+    ///
+    /// # Safety
+    ///
+    /// The generation that `side` serves has ended (the generation word no longer names it)
+    /// and the caller is its only taker.
+    unsafe fn seal_and_drain(
+        &self,
+        side: &Side<K, V>,
+        out: &mut Vec<Entry<K, V>>,
+    ) -> (usize, usize) {
+        // Relaxed: the taker's own store (or an earlier taker's, ordered by `taker`).
+        let first = side.first.load(Ordering::Relaxed);
+        // First seal everything: after this no writer touches the chain's cells.
+        let mut table = first;
+        while !table.is_null() {
+            // SAFETY: tables are freed only in `Drop`.
+            let current = unsafe { &*table };
+            for slot in current.slots.iter() {
+                seal(&slot.state);
+            }
+            let link = seal(&current.link);
+            table = if link & KEYED != 0 {
+                // Relaxed: the Acquire seal CAS read the linker's Release store of `link`,
+                // made after `next`.
+                current.next.load(Ordering::Relaxed)
+            } else {
+                ptr::null_mut()
+            };
+        }
+        // Then move the entries out.
+        let before = out.len();
+        let mut keys = 0;
+        let mut table = first;
+        while !table.is_null() {
+            // SAFETY: as above.
+            let current = unsafe { &*table };
+            for slot in current.slots.iter() {
+                // Relaxed: this thread sealed the slot above.
+                let state = slot.state.load(Ordering::Relaxed);
+                if state & KEYED == 0 {
+                    continue;
+                }
+                keys += 1;
+                // SAFETY: (1) the slot is sealed, so no writer accesses its cells again, and
+                // the Acquire seal CAS made the last holder's writes visible; (2) `KEYED` says
+                // the key is initialized; it is read once: the side is reset before reuse.
+                let key = unsafe { slot.key.with_mut(|cell| (*cell).assume_init_read()) };
+                if state & VALUE != 0 {
+                    // SAFETY: as for the key; `VALUE` says the value is initialized.
+                    let record = unsafe { slot.record.with_mut(|cell| (*cell).assume_init_read()) };
+                    out.push(Entry {
+                        key,
+                        value: record.value,
+                        version: record.version,
+                        updates: record.updates,
+                    });
+                }
+            }
+            // Relaxed: sealed above.
+            let link = current.link.load(Ordering::Relaxed);
+            table = if link & KEYED != 0 {
+                // Relaxed: as in the sealing pass.
+                current.next.load(Ordering::Relaxed)
+            } else {
+                ptr::null_mut()
+            };
+        }
+        (out.len() - before, keys)
+    }
+
+    /// Finds `key`'s slot in the current generation and holds it. With `claim`, claims an
+    /// empty slot for it when it has none; without, returns `None` when it has none. `None`
+    /// also when the store is closed for good.
+    fn find<Q>(&self, hash: u64, key: &Q, claim: bool) -> Option<Found<'_, K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let tag = hash >> TAG_SHIFT;
+        'generation: loop {
+            // Acquire: pairs with the taker's Release store of the word, so the side prepared
+            // for this generation (its first table, reset slots) is seen.
+            let word = self.word.load(Ordering::Acquire);
+            if word & CLOSED != 0 {
+                return None;
+            }
+            let stamp = stamp_of(word);
+            // Acquire: pairs with the taker's Release store of `first` (for a stale writer,
+            // one not ordered by the word).
+            let mut table = self.sides[side_of(word)].first.load(Ordering::Acquire);
+            loop {
+                // SAFETY: tables are freed only in `Drop`; `first` and every linked `next`
+                // point to a live table.
+                let current = unsafe { &*table };
+                let mask = current.slots.len() - 1;
+                let mut index = hash as usize & mask;
+                let mut probed = 0;
+                let mut step = 0;
+                while probed < current.slots.len().min(MAX_PROBE) {
+                    let slot = &current.slots[index];
+                    // Acquire: pairs with the taker's AcqRel seal CAS and Release reset
+                    // store, so a writer that finds the slot sealed or stamped for a later
+                    // generation is ordered after the taker's store of the generation word,
+                    // and its re-load of the word finds a newer generation. (The cells are
+                    // reached through the Acquire CAS that takes the slot.)
+                    let state = slot.state.load(Ordering::Acquire);
+                    if state & STAMP_MASK != stamp || state & SEALED != 0 {
+                        continue 'generation;
+                    }
+                    let same_tag = state & TAG_MASK == tag;
+                    if state & LOCKED != 0 {
+                        if same_tag || (claim && state & KEYED == 0) {
+                            // Held for this key's tag, or a claim that may revert to empty:
+                            // wait for it (see the module docs).
+                            spin_wait(&mut step);
+                        } else {
+                            index = (index + 1) & mask;
+                            probed += 1;
+                        }
+                        continue;
+                    }
+                    if state & KEYED == 0 {
+                        if !claim {
+                            return None;
+                        }
+                        // Acquire: pairs with the Release store of the last holder of the slot
+                        // (a refused claim), ordering its cell accesses before ours.
+                        if slot
+                            .state
+                            .compare_exchange(
+                                state,
+                                stamp | LOCKED | tag,
+                                Ordering::Acquire,
+                                Ordering::Relaxed,
+                            )
+                            .is_ok()
+                        {
+                            return Some(Found::Claimed {
+                                held: Held {
+                                    state: &slot.state,
+                                    restore: state,
+                                },
+                                slot,
+                                table: current,
+                            });
+                        }
+                        continue;
+                    }
+                    if !same_tag {
+                        index = (index + 1) & mask;
+                        probed += 1;
+                        continue;
+                    }
+                    // Acquire: pairs with the Release store of the slot's last holder, so its
+                    // key and value writes are seen.
+                    if slot
+                        .state
+                        .compare_exchange(
+                            state,
+                            state | LOCKED,
+                            Ordering::Acquire,
+                            Ordering::Relaxed,
+                        )
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    let held = Held {
+                        state: &slot.state,
+                        restore: state,
+                    };
+                    // SAFETY: this thread holds the slot lock and the key cell is initialized
+                    // (`KEYED`); a panic in `eq` releases the slot unchanged (`held`).
+                    let same = unsafe {
+                        slot.key
+                            .with_mut(|cell| (*cell).assume_init_ref().borrow() == key)
+                    };
+                    if same {
+                        return Some(Found::Keyed {
+                            held,
+                            slot,
+                            table: current,
+                            state,
+                        });
+                    }
+                    drop(held);
+                    index = (index + 1) & mask;
+                    probed += 1;
+                }
+                match self.next_table(current, stamp, claim) {
+                    Next::Table(next) => table = next,
+                    Next::Restart => continue 'generation,
+                    Next::End => return None,
+                }
+            }
+        }
+    }
+
+    /// The table linked after `table` in the generation with `stamp`, linking a new one
+    /// (twice as big) if nobody has and `claim` is set.
+    #[cold]
+    fn next_table(&self, table: &Table<K, V>, stamp: u64, claim: bool) -> Next<K, V> {
+        let mut step = 0;
+        loop {
+            // Acquire: pairs with the linker's Release store of `link`, made after `next`.
+            let link = table.link.load(Ordering::Acquire);
+            if link & STAMP_MASK != stamp || link & SEALED != 0 {
+                return Next::Restart;
+            }
+            if link & KEYED != 0 {
+                // Acquire: pairs with the linker's Release store of `next`, so the new table
+                // is seen initialized (also when a taker reset the link since: then `next` is
+                // null or a table of a later generation, and the caller starts over).
+                let next = table.next.load(Ordering::Acquire);
+                return if next.is_null() {
+                    Next::Restart
+                } else {
+                    Next::Table(next)
+                };
+            }
+            if !claim {
+                // Not linked yet: the key is not in a later table.
+                return Next::End;
+            }
+            if link & LOCKED != 0 {
+                spin_wait(&mut step);
+                continue;
+            }
+            // Acquire: orders this thread after the link word's earlier holders (nothing to
+            // see; the store of `next` below is this thread's alone while it holds the link).
+            if table
+                .link
+                .compare_exchange(link, link | LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            let next = Box::into_raw(Table::new(table.slots.len() * 2, stamp));
+            // Release: pairs with the Acquire loads of `next` by writers and `len`, publishing
+            // the new table's initialization.
+            table.next.store(next, Ordering::Release);
+            // Release: pairs with the Acquire load of `link` above (other writers) and with
+            // the taker's Acquire seal CAS, ordering `next` before the linked state.
+            table.link.store(stamp | KEYED, Ordering::Release);
+            return Next::Table(next);
+        }
+    }
+}
+
+/// Seals a slot or link word: waits while it is locked, then sets `SEALED` with a CAS from
+/// its unlocked state. Returns the state it sealed (without `SEALED`).
+fn seal(word: &AtomicU64) -> u64 {
+    let mut step = 0;
+    // Relaxed: a first guess for the CAS below.
+    let mut state = word.load(Ordering::Relaxed);
+    loop {
+        if state & LOCKED != 0 {
+            spin_wait(&mut step);
+            // Relaxed: as above.
+            state = word.load(Ordering::Relaxed);
+            continue;
+        }
+        // Acquire: pairs with the Release store of the slot's (or link's) last holder, so
+        // its writes to the cells (or to `next`) are seen by the drain. Release: pairs with
+        // the Acquire load of a writer that finds the seal, so that its re-load of the
+        // generation word sees the one this taker stored before sealing.
+        match word.compare_exchange(state, state | SEALED, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return state,
+            Err(actual) => state = actual,
+        }
+    }
+}
+
+impl<K, V> Drop for Tables<K, V> {
+    fn drop(&mut self) {
+        /// Drops the initialized cells of a table's unsealed slots and frees it.
+        ///
+        /// # Safety
+        ///
+        /// `table` came from `Table::new` and is freed once; nobody else can reach it.
+        unsafe fn free<K, V>(table: *mut Table<K, V>) {
+            // SAFETY: the caller's guarantee.
+            let table = unsafe { Box::from_raw(table) };
+            for slot in table.slots.iter() {
+                // Relaxed: `&mut self` orders everything before this drop.
+                let state = slot.state.load(Ordering::Relaxed);
+                if state & SEALED != 0 {
+                    // Drained by a take (or retired after one).
+                    continue;
+                }
+                if state & KEYED != 0 {
+                    // SAFETY: an unsealed `KEYED` slot holds an initialized key.
+                    unsafe { slot.key.with_mut(|cell| (*cell).assume_init_drop()) };
+                }
+                if state & VALUE != 0 {
+                    // SAFETY: an unsealed `VALUE` slot holds an initialized value.
+                    unsafe { slot.record.with_mut(|cell| (*cell).assume_init_drop()) };
+                }
+            }
+        }
+        // `&mut self`: no writer or taker is left. Relaxed (here and below): `&mut self`
+        // orders everything before this drop.
+        for side in &self.sides {
+            let mut table = side.first.load(Ordering::Relaxed);
+            while !table.is_null() {
+                // SAFETY: tables of a chain are live until here.
+                let current = unsafe { &*table };
+                let next = if current.link.load(Ordering::Relaxed) & KEYED != 0 {
+                    current.next.load(Ordering::Relaxed)
+                } else {
+                    ptr::null_mut()
+                };
+                // SAFETY: each table is in one chain or in `retired`, never both (`prepare`
+                // takes a retired table out of its chain), and is freed once here.
+                unsafe { free(table) };
+                table = next;
+            }
+        }
+        let taker = self
+            .taker
+            .get_mut()
+            .unwrap_or_else(|poison| poison.into_inner());
+        for &table in &taker.retired {
+            // SAFETY: as above.
+            unsafe { free(table) };
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize as StdAtomicUsize;
+    use std::sync::Arc;
+
+    /// A hash whose slot index is `index` (in every table) and whose tag is `tag`.
+    fn hash(index: u64, tag: u64) -> u64 {
+        (tag << TAG_SHIFT) | index
+    }
+
+    /// A well-spread hash of `n` (the tables take the caller's hash as is).
+    fn spread(n: u64) -> u64 {
+        n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (n >> 7)
+    }
+
+    fn put(t: &Tables<u64, u64>, key: u64, value: u64) -> Result<Written, (Refused, u64, u64)> {
+        t.write(spread(key), key, Write::Put(value), || true)
+    }
+
+    fn newer(
+        t: &Tables<u64, u64>,
+        key: u64,
+        value: u64,
+        version: u64,
+    ) -> Result<Written, (Refused, u64, u64)> {
+        t.write(spread(key), key, Write::Newer(value, version), || true)
+    }
+
+    fn drained(t: &Tables<u64, u64>) -> Vec<Entry<u64, u64>> {
+        let mut out = Vec::new();
+        let n = t.take(&mut out);
+        assert_eq!(n, out.len());
+        out.sort_by_key(|e| e.key);
+        out
+    }
+
+    fn entry(key: u64, value: u64, version: u64, updates: u64) -> Entry<u64, u64> {
+        Entry {
+            key,
+            value,
+            version,
+            updates,
+        }
+    }
+
+    #[test]
+    fn put_get_delete_take() {
+        let t = Tables::new();
+        assert!(t.is_empty());
+        assert_eq!(put(&t, 1, 10), Ok(Written::Inserted));
+        assert_eq!(put(&t, 2, 20), Ok(Written::Inserted));
+        assert_eq!(put(&t, 1, 11), Ok(Written::Replaced));
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.get(spread(1), &1), Some(11));
+        assert_eq!(t.get(spread(3), &3), None);
+        assert!(t.delete(spread(2), &2));
+        assert!(!t.delete(spread(2), &2));
+        assert!(!t.delete(spread(3), &3));
+        assert_eq!(t.get(spread(2), &2), None);
+        assert_eq!(t.len(), 1);
+        // Delete then put: the key has no value, so the write inserts again.
+        assert_eq!(put(&t, 2, 21), Ok(Written::Inserted));
+        assert_eq!(t.len(), 2);
+        assert_eq!(drained(&t), vec![entry(1, 11, 0, 0), entry(2, 21, 0, 0)]);
+        assert!(t.is_empty());
+        assert_eq!(t.get(spread(1), &1), None);
+        assert_eq!(put(&t, 1, 12), Ok(Written::Inserted));
+        assert_eq!(drained(&t), vec![entry(1, 12, 0, 0)]);
+        assert!(drained(&t).is_empty());
+    }
+
+    #[test]
+    fn put_newer_versions_and_updates() {
+        let t = Tables::new();
+        assert_eq!(newer(&t, 1, 10, 5), Ok(Written::Inserted));
+        assert_eq!(newer(&t, 1, 11, 5), Ok(Written::Ignored));
+        assert_eq!(newer(&t, 1, 12, 4), Ok(Written::Ignored));
+        assert_eq!(newer(&t, 1, 13, 6), Ok(Written::Replaced));
+        assert_eq!(newer(&t, 1, 14, 9), Ok(Written::Replaced));
+        assert_eq!(t.get(spread(1), &1), Some(14));
+        // A plain put resets version and updates.
+        assert_eq!(newer(&t, 2, 20, 3), Ok(Written::Inserted));
+        assert_eq!(put(&t, 2, 21), Ok(Written::Replaced));
+        assert_eq!(newer(&t, 2, 22, 0), Ok(Written::Ignored));
+        assert_eq!(newer(&t, 2, 23, 1), Ok(Written::Replaced));
+        // After a delete, any version stores again with updates 0.
+        assert_eq!(newer(&t, 3, 30, 7), Ok(Written::Inserted));
+        assert_eq!(newer(&t, 3, 31, 8), Ok(Written::Replaced));
+        assert!(t.delete(spread(3), &3));
+        assert_eq!(newer(&t, 3, 32, 1), Ok(Written::Inserted));
+        assert_eq!(
+            drained(&t),
+            vec![entry(1, 14, 9, 2), entry(2, 23, 1, 1), entry(3, 32, 1, 0)]
+        );
+        // After a take, too.
+        assert_eq!(newer(&t, 1, 15, 1), Ok(Written::Inserted));
+        assert_eq!(drained(&t), vec![entry(1, 15, 1, 0)]);
+    }
+
+    #[test]
+    fn admit_is_asked_only_for_room_and_can_refuse() {
+        let t = Tables::new();
+        let asked = StdAtomicUsize::new(0);
+        let refuse = || {
+            asked.fetch_add(1, Ordering::Relaxed);
+            false
+        };
+        assert_eq!(
+            t.write(spread(1), 1, Write::Put(10), refuse),
+            Err((Refused::Full, 1, 10))
+        );
+        assert_eq!(asked.load(Ordering::Relaxed), 1);
+        // The refused claim left nothing behind: not a key, not a slot.
+        assert!(t.is_empty());
+        assert_eq!(t.get(spread(1), &1), None);
+        assert_eq!(put(&t, 1, 11), Ok(Written::Inserted));
+        // Overwrites and ignored versions need no room: `admit` is not asked.
+        let never = || panic!("admit asked for an overwrite");
+        assert_eq!(
+            t.write(spread(1), 1, Write::Put(12), never),
+            Ok(Written::Replaced)
+        );
+        assert_eq!(
+            t.write(spread(1), 1, Write::Newer(13, 0), never),
+            Ok(Written::Ignored)
+        );
+        // A deleted key needs room again.
+        assert!(t.delete(spread(1), &1));
+        assert_eq!(
+            t.write(spread(1), 1, Write::Newer(14, 3), refuse),
+            Err((Refused::Full, 1, 14))
+        );
+        assert_eq!(asked.load(Ordering::Relaxed), 2);
+        assert_eq!(t.len(), 0);
+        // Same tag and slot as key 1, other key: the refusal cleared the way for it.
+        assert_eq!(
+            t.write(spread(1), 99, Write::Put(99), refuse),
+            Err((Refused::Full, 99, 99))
+        );
+        assert_eq!(
+            t.write(spread(1), 99, Write::Put(98), || true),
+            Ok(Written::Inserted)
+        );
+        assert_eq!(drained(&t), vec![entry(99, 98, 0, 0)]);
+    }
+
+    #[test]
+    fn close_for_good_refuses_later_writes() {
+        let t = Tables::new();
+        assert_eq!(put(&t, 1, 10), Ok(Written::Inserted));
+        assert_eq!(put(&t, 2, 20), Ok(Written::Inserted));
+        assert!(t.delete(spread(2), &2));
+        let mut out = Vec::new();
+        assert_eq!(t.close_for_good(&mut out), 1);
+        assert_eq!(out, vec![entry(1, 10, 0, 0)]);
+        assert_eq!(put(&t, 1, 11), Err((Refused::Closed, 1, 11)));
+        assert_eq!(newer(&t, 3, 30, 1), Err((Refused::Closed, 3, 30)));
+        assert_eq!(t.get(spread(1), &1), None);
+        assert!(!t.delete(spread(1), &1));
+        assert!(t.is_empty());
+        assert_eq!(t.take(&mut out), 0);
+        assert_eq!(t.close_for_good(&mut out), 0);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn tag_collisions_compare_keys() {
+        let t = Tables::new();
+        // Same index and tag: the keys are told apart by `Eq` only.
+        let h = hash(1, 7);
+        for k in 0..3 {
+            assert_eq!(t.write(h, k, Write::Put(k), || true), Ok(Written::Inserted));
+        }
+        for k in 0..3 {
+            assert_eq!(
+                t.write(h, k, Write::Put(k + 10), || true),
+                Ok(Written::Replaced)
+            );
+            assert_eq!(t.get(h, &k), Some(k + 10));
+        }
+        assert!(t.delete(h, &1));
+        assert_eq!(t.get(h, &1), None);
+        assert_eq!(t.get(h, &3), None);
+        assert_eq!(t.len(), 2);
+        assert_eq!(drained(&t), vec![entry(0, 10, 0, 0), entry(2, 12, 0, 0)]);
+    }
+
+    #[test]
+    fn grows_from_tiny_tables_without_loss() {
+        let n: u64 = if cfg!(miri) { 60 } else { 5_000 };
+        let t = Tables::new();
+        for round in 0..3 {
+            for k in 0..n {
+                assert_eq!(put(&t, k, k + round), Ok(Written::Inserted));
+            }
+            // Many keys on one index too: chains of full windows.
+            for k in 0..8 {
+                let key = n + k;
+                assert_eq!(
+                    t.write(hash(0, k), key, Write::Put(key + round), || true),
+                    Ok(Written::Inserted)
+                );
+            }
+            for k in (0..n).step_by(3) {
+                assert_eq!(put(&t, k, k + round + 1), Ok(Written::Replaced));
+            }
+            assert_eq!(t.len() as u64, n + 8);
+            for k in 0..n {
+                let expected = if k % 3 == 0 { k + round + 1 } else { k + round };
+                assert_eq!(t.get(spread(k), &k), Some(expected));
+            }
+            let out = drained(&t);
+            assert_eq!(out.len() as u64, n + 8);
+            for (i, e) in out.iter().enumerate() {
+                let k = i as u64;
+                assert_eq!(e.key, k);
+                let expected = if k < n && k % 3 == 0 {
+                    k + round + 1
+                } else {
+                    k + round
+                };
+                assert_eq!(e.value, expected);
+            }
+            assert!(t.is_empty());
+        }
+    }
+
+    #[test]
+    fn sides_adapt_to_the_key_count() {
+        let n: u64 = if cfg!(miri) { 40 } else { 2_000 };
+        let t = Tables::new();
+        for k in 0..n {
+            put(&t, k, k).unwrap();
+        }
+        assert_eq!(drained(&t).len() as u64, n);
+        // The next generation of each side starts with one table big enough for `n` keys.
+        for _ in 0..2 {
+            for k in 0..n {
+                put(&t, k, k).unwrap();
+            }
+            let word = t.word.load(Ordering::Relaxed);
+            // SAFETY: no other thread uses `t`.
+            let first = unsafe { &*t.sides[side_of(word)].first.load(Ordering::Relaxed) };
+            assert!(first.slots.len() as u64 >= 2 * n);
+            assert_eq!(drained(&t).len() as u64, n);
+        }
+    }
+
+    #[test]
+    fn two_writers_and_a_taker_lose_nothing() {
+        let n: u64 = if cfg!(miri) { 30 } else { 20_000 };
+        let t = Tables::new();
+        let mut out = Vec::new();
+        std::thread::scope(|s| {
+            for w in 0..2 {
+                let t = &t;
+                s.spawn(move || {
+                    for i in 0..n {
+                        let key = w * n + i;
+                        assert_eq!(put(t, key, key), Ok(Written::Inserted));
+                    }
+                });
+            }
+            for _ in 0..(if cfg!(miri) { 3 } else { 50 }) {
+                t.take(&mut out);
+                std::thread::yield_now();
+            }
+        });
+        t.close_for_good(&mut out);
+        let mut keys: Vec<u64> = out.iter().map(|e| e.key).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, (0..2 * n).collect::<Vec<_>>());
+        assert!(out.iter().all(|e| e.key == e.value));
+    }
+
+    #[test]
+    fn racing_writers_of_shared_keys_coalesce() {
+        let keys: u64 = if cfg!(miri) { 6 } else { 200 };
+        let rounds: u64 = if cfg!(miri) { 3 } else { 200 };
+        let t = Tables::new();
+        let inserted = StdAtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for w in 0..2 {
+                let (t, inserted) = (&t, &inserted);
+                s.spawn(move || {
+                    for r in 0..rounds {
+                        for k in 0..keys {
+                            let version = r * 2 + w;
+                            match newer(t, k, version, version) {
+                                Ok(Written::Inserted) => {
+                                    inserted.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Ok(_) => {}
+                                Err(e) => panic!("refused: {e:?}"),
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(inserted.load(Ordering::Relaxed) as u64, keys);
+        let out = drained(&t);
+        assert_eq!(out.len() as u64, keys);
+        for e in out {
+            assert_eq!((e.value, e.version), (rounds * 2 - 1, rounds * 2 - 1));
+        }
+    }
+
+    #[test]
+    fn memory_is_bounded_by_live_keys() {
+        static LIVE: StdAtomicUsize = StdAtomicUsize::new(0);
+        #[derive(Debug)]
+        struct Counted;
+        impl Counted {
+            fn new() -> Self {
+                LIVE.fetch_add(1, Ordering::Relaxed);
+                Counted
+            }
+        }
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                LIVE.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        let writes = if cfg!(miri) { 50 } else { 10_000 };
+        let t = Tables::<u64, Counted>::new();
+        for i in 0..writes {
+            let key = i % 5;
+            t.write(spread(key), key, Write::Put(Counted::new()), || true)
+                .unwrap();
+            assert!(
+                LIVE.load(Ordering::Relaxed) <= 5,
+                "replaced values kept alive"
+            );
+        }
+        // Ignored and refused writes drop or return their value at once.
+        let ignored = t.write(spread(0), 0, Write::Newer(Counted::new(), 0), || true);
+        assert!(matches!(ignored, Ok(Written::Ignored)));
+        let refused = t.write(spread(9), 9, Write::Put(Counted::new()), || false);
+        assert!(matches!(refused, Err((Refused::Full, 9, _))));
+        drop(refused);
+        assert_eq!(LIVE.load(Ordering::Relaxed), 5);
+        assert!(t.delete(spread(1), &1));
+        assert_eq!(LIVE.load(Ordering::Relaxed), 4);
+        let mut out = Vec::new();
+        assert_eq!(t.take(&mut out), 4);
+        assert_eq!(LIVE.load(Ordering::Relaxed), 4);
+        drop(out);
+        assert_eq!(LIVE.load(Ordering::Relaxed), 0);
+        // What is still stored when the store is dropped is dropped with it.
+        for key in 0..3 {
+            t.write(spread(key), key, Write::Put(Counted::new()), || true)
+                .unwrap();
+        }
+        assert_eq!(LIVE.load(Ordering::Relaxed), 3);
+        drop(t);
+        assert_eq!(LIVE.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn keys_are_dropped_once() {
+        let key = Arc::new(());
+        let t = Tables::<Arc<()>, u32>::new();
+        let h = spread(1);
+        t.write(h, Arc::clone(&key), Write::Put(1), || true)
+            .unwrap();
+        t.write(h, Arc::clone(&key), Write::Put(2), || true)
+            .unwrap();
+        // The stored key is kept; the second one was dropped.
+        assert_eq!(Arc::strong_count(&key), 2);
+        assert!(t.delete(h, &key));
+        // A deleted key stays in its slot until the drain, which drops it.
+        assert_eq!(Arc::strong_count(&key), 2);
+        assert!(drained_arc(&t).is_empty());
+        assert_eq!(Arc::strong_count(&key), 1);
+        t.write(h, Arc::clone(&key), Write::Put(3), || true)
+            .unwrap();
+        assert_eq!(drained_arc(&t).len(), 1);
+        assert_eq!(Arc::strong_count(&key), 1);
+        t.write(h, Arc::clone(&key), Write::Put(4), || true)
+            .unwrap();
+        assert!(t.delete(h, &key));
+        drop(t);
+        assert_eq!(Arc::strong_count(&key), 1);
+    }
+
+    fn drained_arc(t: &Tables<Arc<()>, u32>) -> Vec<Entry<Arc<()>, u32>> {
+        let mut out = Vec::new();
+        t.take(&mut out);
+        out
+    }
+
+    #[test]
+    fn is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Tables<String, std::cell::Cell<u8>>>();
     }
 }
