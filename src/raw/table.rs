@@ -64,6 +64,19 @@
 //! position `p` is preceded by keyed slots only, so reaching an empty slot means the key is
 //! absent. `get` and `delete` claim nothing.
 //!
+//! **Why values are replaced in place under the slot bit**, rather than through an
+//! epoch-reclaimed pointer or a seqlock: a pointer swap costs an allocation per write and
+//! keeps every replaced value alive until the epoch advances, which a writer pinned through
+//! a busy tick may delay indefinitely (the map must hold memory to its live keys, not its
+//! writes); a seqlock lets readers copy optimistically, which needs `V: Copy` or torn-read
+//! tolerance, and writers still need one read-modify-write to take the sequence. The slot
+//! bit is that one read-modify-write (the CAS that takes the slot), it needs no allocation,
+//! and the replaced value is dropped by its writer at once. What it gives up is
+//! lock-freedom per key: a writer preempted while holding a slot delays the other writers
+//! of that one key, and the taker's seal of it. Nothing but this module's own code and the
+//! key's `Eq` runs under the bit (values are dropped after it is released), so the hold is
+//! short; writers of other keys, and writers racing a tick, never wait for it.
+//!
 //! `delete` takes the value out and leaves the slot keyed without a value; a later write of
 //! the key finds it there. Keys are never removed within a generation, so there is no
 //! tombstone: a generation holds at most one slot per distinct key written in it.
