@@ -190,6 +190,7 @@ fn ten_million_puts_over_a_thousand_keys_keep_a_thousand_values() {
         }
     });
     let max_live = MAX_LIVE.load(Ordering::SeqCst);
+    eprintln!("{PUTS} puts over {KEYS} keys: at most {max_live} values alive at once");
     // A thousand stored values, plus the few in flight in each writer (the new value, the
     // one being replaced), plus whatever the store keeps for readers still inside its grace
     // period: bounded by the keys, nowhere near the ten million writes.
