@@ -224,7 +224,10 @@ impl<T> Lane<T> {
         out.reserve((end - start) as usize);
         // SAFETY: takers alone use `head` (the caller's contract).
         let mut block = unsafe { self.head.with_mut(|head| *head) };
-        for n in start..end {
+        // Block by block: one run of values per block, moved out without a per-value
+        // capacity check or block test (`extend` from a slice iterator knows its length).
+        let mut n = start;
+        while n < end {
             let idx = (n as usize) & (LaneBlock::<T>::CAP - 1);
             if idx == 0 && n != 0 {
                 // SAFETY: `block` is the taker's head block, alive (only takers free blocks).
@@ -239,9 +242,16 @@ impl<T> Lane<T> {
                     block = next;
                 }
             }
-            // SAFETY: value `n` was written and published (`n < end`), is read once (then
-            // `taken` passes it), and its block is alive.
-            out.push(unsafe { (*block).values[idx].with_mut(|cell| (*cell).assume_init_read()) });
+            let run = (LaneBlock::<T>::CAP - idx).min((end - n) as usize);
+            // SAFETY: `block` is alive (only takers free blocks) and holds values `n..n + run`
+            // (`idx + run <= CAP`).
+            let cells = unsafe { &(&(*block).values)[idx..idx + run] };
+            out.extend(cells.iter().map(|cell| {
+                // SAFETY: every value of the run was written and published (`n + run <=
+                // end`), and is read once: `taken` passes it below.
+                unsafe { cell.with_mut(|value| (*value).assume_init_read()) }
+            }));
+            n += run as u64;
         }
         // SAFETY: as above.
         unsafe { self.head.with_mut(|head| *head = block) };
