@@ -202,8 +202,15 @@ fn owner_push_vs_take() {
                 outcome
             })
         };
-        let mut taken = take(&store);
+        // The take runs on a thread of its own: with the take on the main thread, loom 0.7
+        // explores a single interleaving of this model (the take entirely first), so the
+        // race would go unchecked.
+        let taker = {
+            let store = Arc::clone(&store);
+            thread::spawn(move || take(&store))
+        };
         let outcome = writer.join().expect("writer");
+        let mut taken = taker.join().expect("taker");
         taken.extend(take(&store));
         assert!(outcome.refused.is_empty());
         check_taken(&taken, &[&outcome]);
