@@ -183,11 +183,16 @@ impl<T: Send + 'static> Queue<T> {
     }
 
     /// Appends items in order. Past `capacity`, the items that fit are accepted and the error
-    /// carries back exactly the ones that were not.
+    /// carries back exactly the ones that were not. Without a router or a capacity the items
+    /// are written in chunks pulled from the iterator: if the iterator panics, the chunks
+    /// written before the panic stay accepted, and the queue is unharmed.
     pub fn push_many(
         &self,
         items: impl IntoIterator<Item = T>,
     ) -> Result<(), crate::PushError<Vec<T>>> {
+        if self.handle.plain {
+            return self.push_many_plain(items.into_iter());
+        }
         let items: Vec<T> = items.into_iter().collect();
         if self.handle.router.is_some() {
             return self.push_each(items);
@@ -299,6 +304,46 @@ impl<T: Send + 'static> Queue<T> {
                 }
                 unaccepted.append(&mut refused);
                 Err(crate::PushError::Stopped(unaccepted))
+            }
+        }
+    }
+
+    /// `push_many` with neither a router nor a capacity: the items go to the thread's
+    /// partition in chunks pulled from the caller's iterator onto the stack, so a lane owner
+    /// writes them without allocating. A chunk is pulled whole before any of it is written:
+    /// an iterator that panics leaves the partition as it was (the pulled items are dropped
+    /// with the panic), and the store's write never runs user code.
+    fn push_many_plain(
+        &self,
+        mut items: impl Iterator<Item = T>,
+    ) -> Result<(), crate::PushError<Vec<T>>> {
+        /// Items per chunk: enough to amortize the owner and close checks of a write.
+        const CHUNK: usize = 16;
+        let thread = routing::this_thread();
+        let core = &*self.handle.core;
+        let partition = routing::by_thread(thread, core.partitions.len());
+        let store = &core.partitions[partition].store;
+        loop {
+            let mut chunk: [Option<T>; CHUNK] = [const { None }; CHUNK];
+            let mut len = 0;
+            for (slot, item) in chunk.iter_mut().zip(&mut items) {
+                *slot = Some(item);
+                len += 1;
+            }
+            if len == 0 {
+                return Ok(());
+            }
+            let pulled = chunk[..len].iter_mut().map_while(Option::take);
+            match store.extend_from(thread, ExactLen(pulled, len)) {
+                Ok(crossed) => {
+                    if crossed {
+                        core.request_drain(partition);
+                    }
+                }
+                Err(mut back) => {
+                    back.extend(items);
+                    return Err(crate::PushError::Stopped(back));
+                }
             }
         }
     }
@@ -435,6 +480,28 @@ impl<T: Send + 'static> QueueBuilder<T> {
         })
     }
 }
+
+/// An iterator that yields exactly `.1` items: `map_while` over a chunk's filled slots, which
+/// the standard library cannot size.
+struct ExactLen<I>(I, usize);
+
+impl<I: Iterator> Iterator for ExactLen<I> {
+    type Item = I::Item;
+
+    #[inline]
+    fn next(&mut self) -> Option<I::Item> {
+        let item = self.0.next()?;
+        self.1 -= 1;
+        Some(item)
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.1, Some(self.1))
+    }
+}
+
+impl<I: Iterator> ExactSizeIterator for ExactLen<I> {}
 
 #[cfg(all(test, not(loom)))]
 mod tests {

@@ -144,6 +144,79 @@ fn push_many_accepts_everything_in_order_with_pushes_interleaved() {
     q.stop().unwrap();
 }
 
+/// `push_many` pulls the caller's iterator a chunk at a time: an iterator that panics part
+/// way leaves the items of the chunks before the panic accepted, drops the rest with the
+/// panic, and the queue keeps its order and keeps working.
+#[test]
+fn push_many_with_a_panicking_iterator_keeps_a_prefix_and_the_queue_working() {
+    let sink = Sink::new();
+    let q = one_partition(&sink);
+    q.push(0u32).unwrap();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        q.push_many((1..200u32).map(|i| {
+            assert!(i != 150, "the caller's iterator fails at 150");
+            i
+        }))
+    }));
+    assert!(panicked.is_err());
+    let accepted = q.len();
+    assert!(
+        (1..=150).contains(&accepted),
+        "{accepted} items buffered: a prefix of 1..150 and the first push"
+    );
+    q.push_many([1000, 1001]).unwrap();
+    q.flush().unwrap();
+    let mut expected: Vec<u32> = (0..accepted as u32).collect();
+    expected.extend([1000, 1001]);
+    assert_eq!(sink.items(), expected);
+    q.stop().unwrap();
+}
+
+/// `push_many` racing `stop` from another thread: every item of every call is processed or
+/// given back in the error, exactly once, and a call's given-back items are a suffix of it.
+#[test]
+fn push_many_racing_stop_processes_or_returns_every_item_once() {
+    for round in 0..20u32 {
+        let sink = Sink::new();
+        let q = Queue::<u32>::builder()
+            .partitions(1)
+            .processing_interval(std::time::Duration::from_millis(1))
+            .processor(sink.processor())
+            .start()
+            .unwrap();
+        let returned = std::thread::scope(|s| {
+            let writer = s.spawn(|| {
+                let mut returned = Vec::new();
+                // Calls go on until three have been refused: the stop lands mid-stream.
+                let mut refusals = 0;
+                let mut call = 0u32;
+                while refusals < 3 {
+                    let items: Vec<u32> = (call * 100..call * 100 + 100).collect();
+                    call += 1;
+                    if let Err(PushError::Stopped(back)) = q.push_many(items.clone()) {
+                        assert_eq!(back[..], items[items.len() - back.len()..], "not a suffix");
+                        returned.extend(back);
+                        refusals += 1;
+                    }
+                }
+                (call, returned)
+            });
+            std::thread::sleep(std::time::Duration::from_micros(u64::from(round) * 50));
+            q.stop().unwrap();
+            writer.join().unwrap()
+        });
+        let (calls, returned) = returned;
+        let processed = sink.items();
+        let mut all: Vec<u32> = processed.iter().chain(returned.iter()).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..calls * 100).collect::<Vec<_>>(), "round {round}");
+        assert!(
+            processed.windows(2).all(|w| w[0] < w[1]),
+            "round {round}: out of order"
+        );
+    }
+}
+
 #[test]
 fn push_many_past_capacity_returns_exactly_the_unaccepted_items() {
     let sink = Sink::new();

@@ -153,16 +153,26 @@ impl<T> Lane<T> {
     ///
     /// # Safety
     ///
-    /// As for [`Lane::write`].
+    /// As for [`Lane::write`], and `items` does not panic: the values written before a panic
+    /// would stay unpublished, and the owner's block pointer could be past them.
     pub(crate) unsafe fn write_all(&self, items: impl Iterator<Item = T>) -> u64 {
         // Relaxed: as in `write`.
         let first = self.written.load(Ordering::Relaxed);
         let mut n = first;
+        // SAFETY: the owner alone uses `tail` (the caller's contract); kept in a local across
+        // the loop, and updated with it when a block is linked.
+        let mut block = unsafe { self.tail.with_mut(|tail| *tail) };
         for item in items {
-            // SAFETY: as in `write`: the owner alone writes values at and past `written`.
+            let idx = (n as usize) & (LaneBlock::<T>::CAP - 1);
+            if idx == 0 && n != 0 {
+                // SAFETY: as above; `block` is the owner's current block.
+                block = unsafe { self.link_block(block, n >> LaneBlock::<T>::SHIFT) };
+            }
+            // SAFETY: as in `write`: the owner alone writes values at and past `written`;
+            // `idx < CAP`, the length of `values`.
             unsafe {
-                let block = self.block_for(n);
-                (*block).values[(n as usize) & (LaneBlock::<T>::CAP - 1)]
+                (&(*block).values)
+                    .get_unchecked(idx)
                     .with_mut(|cell| (*cell).write(item));
             }
             n += 1;

@@ -120,6 +120,23 @@ impl<T: Send> Staged<T> {
         Ok(self.lane_crossed(lane, n, 1))
     }
 
+    /// [`Staged::extend`] without a `Vec`: a lane owner writes the items straight from the
+    /// iterator; a writer to the shared segments collects them first. `items` must not
+    /// panic: the owner's write publishes them once, after the last one.
+    pub fn extend_from(
+        &self,
+        thread: usize,
+        items: impl ExactSizeIterator<Item = T>,
+    ) -> Result<bool, Vec<T>> {
+        let count = items.len() as u64;
+        if let Some(lane) = self.own_lane(thread) {
+            // SAFETY: as in `push`; the iterator does not panic (this function's contract).
+            let first = unsafe { lane.write_all(items) };
+            return self.after_lane_write(lane, first, count);
+        }
+        self.extend(thread, items.collect())
+    }
+
     /// Appends every item of `items` in order; `Ok` as for [`Staged::push`]. On `Err`, the
     /// items given back were not accepted; the others were (a close for good can cut a batch
     /// in two).
@@ -380,6 +397,32 @@ mod tests {
         store.push(1, 9).expect("open");
         assert_eq!(take_all(&store), vec![7, 8, 9]);
         assert!(take_all(&store).is_empty());
+    }
+
+    #[test]
+    fn extend_from_writes_runs_across_blocks_on_the_lane_and_collects_when_shared() {
+        let store = Staged::new();
+        let cap = crate::raw::block_capacity::<usize>();
+        // The first call installs the lane through `extend`; the next ones write from the
+        // iterator, each crossing a block boundary.
+        store.extend_from(1, 0..3).expect("open");
+        for start in (3..4 * cap).step_by(cap - 1) {
+            store
+                .extend_from(1, start..(start + cap - 1).min(4 * cap))
+                .expect("open");
+        }
+        assert_eq!(take_all(&store), (0..4 * cap).collect::<Vec<_>>());
+        store.extend_from(2, [100, 101].into_iter()).expect("open");
+        store.extend_from(1, [102].into_iter()).expect("open");
+        let mut out = take_all(&store);
+        out.sort_unstable();
+        assert_eq!(out, vec![100, 101, 102]);
+        let mut closed = Vec::new();
+        store.close_for_good(&mut closed);
+        assert_eq!(
+            store.extend_from(1, [7, 8].into_iter()).map(|_| ()),
+            Err(vec![7, 8])
+        );
     }
 
     #[test]
