@@ -171,7 +171,8 @@ impl<T> Lane<T> {
             // SAFETY: as in `write`: the owner alone writes values at and past `written`;
             // `idx < CAP`, the length of `values`.
             unsafe {
-                (&(*block).values)
+                let values = &(*block).values;
+                values
                     .get_unchecked(idx)
                     .with_mut(|cell| (*cell).write(item));
             }
