@@ -1,26 +1,34 @@
-//! The write path of `tidefall::Queue<u64>` beside its peers, in one run:
-//! `crossbeam_queue::SegQueue<u64>` (a lock-free segmented queue, the closest design) and
-//! `std::sync::Mutex<Vec<u64>>` (the obvious baseline).
+//! The write path of `tidefall::Queue<u64>` beside its peers, in one run (scenarios Q1–Q3 of
+//! PERFORMANCE.md):
+//!
+//! * `crossbeam_queue::SegQueue<u64>`: a lock-free segmented queue, the closest design;
+//! * `crossbeam_channel::unbounded`, `flume::unbounded` and `std::sync::mpsc::channel`: the
+//!   channels a hand-written batching pipeline is built on (the receiver stays alive);
+//! * `parking_lot::Mutex<Vec<u64>>` and `std::sync::Mutex<Vec<u64>>`: the obvious baselines;
+//! * a bare `Vec<u64>` (one per producer thread): the physical floor, no synchronization.
 //!
 //! Every group measures pushes only: each timed chunk pushes a fixed number of items, and the
-//! buffers are drained between chunks, outside the timed region, so they never grow without
-//! bound and the drain's cost is not charged to the push. `cargo bench --bench queue_push`
-//! runs all three groups in about 70 s (well under three minutes).
+//! buffers are drained between chunks, outside the timed region (tidefall by `flush`, SegQueue
+//! by `pop`, the channels by `try_recv`, the Vecs by `clear`, which keeps their capacity: the
+//! best case for them), so they never grow without bound and the drain's cost is not charged
+//! to the push. `cargo bench --bench queue_push` runs the three groups in about two minutes.
 //!
-//! tidefall's drain runs on its thread pool, so its single-thread figure depends on whether
-//! the pool thread ran on the producer's core (recycled blocks come back warm) or another
-//! one; PERFORMANCE.md has the numbers and the analysis.
+//! * `push_1thread` (Q1): one thread pushes `BATCH` items per timed chunk.
+//! * `push_2threads` (Q2): two producer threads push `PER_THREAD` items each, concurrently;
+//!   tidefall with `partitions(2)` (each thread owns its partition) and `partitions(1)` (both
+//!   threads contend on one shared partition).
+//! * `push_many_10` (Q3): tidefall's `push_many` of 10 items against each peer's best batch
+//!   insert: `extend` under one lock (the mutexes) or bare (the Vec); for the channels both
+//!   ten `send`s of an item (`*_loop`) and one `send` of a `Vec` of ten (`*_vec`, the receiver
+//!   gets batches); SegQueue has no batch insert and pushes ten times.
 //!
-//! * `push_1thread`: one thread pushes `BATCH` items per timed chunk.
-//! * `push_2threads`: two producer threads push `PER_THREAD` items each, concurrently;
-//!   tidefall with `partitions(2)` (each thread on its own partition) and `partitions(1)`
-//!   (both threads contend on one partition).
-//! * `push_many_10`: `push_many` of 10 items, against SegQueue pushing 10 in a loop and
-//!   `Mutex<Vec>` extending by 10 under one lock.
+//! After each group the bench prints every contestant's per-chunk median and the ratios
+//! tidefall ÷ peer (below 1: tidefall is faster); at the end, the targets for Q1–Q3
+//! against those medians.
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -37,10 +45,17 @@ const GROUP_MANY: &str = "push_many_10";
 
 /// Items per timed chunk in `push_1thread`.
 const BATCH: u64 = 10_000;
-/// Items each producer pushes per iteration in `push_2threads`.
+/// Items each producer pushes per timed chunk in `push_2threads`.
 const PER_THREAD: u64 = 200_000;
 /// `push_many` calls of 10 items per timed chunk in `push_many_10`.
 const MANY_CALLS: u64 = 1_000;
+
+/// The contestant ids that are not peers but the physical floor: reported, never a target.
+const FLOOR: &[&str] = &["vec", "vec_per_thread"];
+
+/// Per-chunk medians (ns/item) of the contestants run so far, as `(group, id, median)`, for
+/// the ratio tables and the targets.
+static MEDIANS: Mutex<Vec<(&str, String, f64)>> = Mutex::new(Vec::new());
 
 /// A tidefall queue that only drains when asked (`flush`): one tick an hour, a no-op
 /// processor that takes a partition's whole tick in one call and counts its calls.
@@ -70,13 +85,13 @@ fn drain_segqueue(queue: &SegQueue<u64>) {
 ///
 /// Criterion's estimate is the honest one (the sum of the timed chunks over the iteration
 /// count). Beside it, every chunk's time is kept (warm-up included) and a per-chunk median
-/// is printed: on a shared, oversubscribed machine a pushing thread that is preempted
-/// mid-chunk inflates sums and means, but rarely the median. A busy producer gets preempted
-/// more than one that sleeps in `flush` between chunks, so comparing means alone can favour
-/// the contestant whose drain sleeps.
+/// is printed and recorded in [`MEDIANS`]: on a shared, oversubscribed machine a pushing
+/// thread that is preempted mid-chunk inflates sums and means, but rarely the median. A busy
+/// producer gets preempted more than one that sleeps in `flush` between chunks, so comparing
+/// means alone can favour the contestant whose drain sleeps.
 fn bench_chunks(
     group: &mut BenchmarkGroup<'_, WallTime>,
-    group_name: &str,
+    group_name: &'static str,
     id: &str,
     items: u64,
     mut chunk: impl FnMut() -> Duration,
@@ -108,15 +123,64 @@ fn bench_chunks(
         per_item(times[times.len() * 9 / 10]),
         times.len(),
     );
+    MEDIANS
+        .lock()
+        .unwrap()
+        .push((group_name, id.to_owned(), median));
+}
+
+/// The recorded median of `id` in `group`, if it ran.
+fn median(group: &str, id: &str) -> Option<f64> {
+    MEDIANS
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(g, i, _)| *g == group && i == id)
+        .map(|m| m.2)
+}
+
+/// The recorded medians of `group`'s peers: every contestant but tidefall's and the floor.
+fn peers(group: &str) -> Vec<(String, f64)> {
+    MEDIANS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(g, id, _)| {
+            *g == group && !id.starts_with("tidefall") && !FLOOR.contains(&id.as_str())
+        })
+        .map(|(_, id, m)| (id.clone(), *m))
+        .collect()
+}
+
+/// Prints, for each tidefall contestant of `group`, its per-chunk median divided by every
+/// other contestant's (below 1: tidefall is faster).
+fn print_ratios(group: &str) {
+    let medians: Vec<(String, f64)> = MEDIANS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.0 == group)
+        .map(|(_, id, m)| (id.clone(), *m))
+        .collect();
+    for (ours, mine) in medians.iter().filter(|m| m.0.starts_with("tidefall")) {
+        println!("{group}: ratios {ours} ÷ peer (per-chunk medians; below 1: {ours} is faster)");
+        for (peer, theirs) in medians.iter().filter(|m| !m.0.starts_with("tidefall")) {
+            println!(
+                "  {ours} / {peer:<24} {:>6.3}   ({theirs:.2} ns/item; {ours} is {:.2}× as fast)",
+                mine / theirs,
+                theirs / mine,
+            );
+        }
+    }
 }
 
 fn push_1thread(c: &mut Criterion) {
     let mut group = c.benchmark_group(GROUP_1THREAD);
     group
         .throughput(Throughput::Elements(BATCH))
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4))
-        .sample_size(50);
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30);
 
     let (queue, _) = tidefall_queue(1);
     bench_chunks(&mut group, GROUP_1THREAD, "tidefall", BATCH, || {
@@ -141,8 +205,56 @@ fn push_1thread(c: &mut Criterion) {
         timed
     });
 
-    // The Vec keeps its capacity across `clear`, so in steady state it never reallocates:
-    // the most favourable case for the baseline.
+    let (tx, rx) = crossbeam_channel::unbounded();
+    bench_chunks(
+        &mut group,
+        GROUP_1THREAD,
+        "crossbeam_channel",
+        BATCH,
+        || {
+            let start = Instant::now();
+            for i in 0..BATCH {
+                tx.send(black_box(i)).unwrap();
+            }
+            let timed = start.elapsed();
+            while rx.try_recv().is_ok() {}
+            timed
+        },
+    );
+
+    let (tx, rx) = flume::unbounded();
+    bench_chunks(&mut group, GROUP_1THREAD, "flume", BATCH, || {
+        let start = Instant::now();
+        for i in 0..BATCH {
+            tx.send(black_box(i)).unwrap();
+        }
+        let timed = start.elapsed();
+        while rx.try_recv().is_ok() {}
+        timed
+    });
+
+    let (tx, rx) = mpsc::channel();
+    bench_chunks(&mut group, GROUP_1THREAD, "std_mpsc", BATCH, || {
+        let start = Instant::now();
+        for i in 0..BATCH {
+            tx.send(black_box(i)).unwrap();
+        }
+        let timed = start.elapsed();
+        while rx.try_recv().is_ok() {}
+        timed
+    });
+
+    let vec = parking_lot::Mutex::new(Vec::new());
+    bench_chunks(&mut group, GROUP_1THREAD, "parking_lot_vec", BATCH, || {
+        let start = Instant::now();
+        for i in 0..BATCH {
+            vec.lock().push(black_box(i));
+        }
+        let timed = start.elapsed();
+        vec.lock().clear();
+        timed
+    });
+
     let vec = Mutex::new(Vec::new());
     bench_chunks(&mut group, GROUP_1THREAD, "mutex_vec", BATCH, || {
         let start = Instant::now();
@@ -153,39 +265,117 @@ fn push_1thread(c: &mut Criterion) {
         vec.lock().unwrap().clear();
         timed
     });
+
+    let mut vec = Vec::new();
+    bench_chunks(&mut group, GROUP_1THREAD, "vec", BATCH, || {
+        let start = Instant::now();
+        for i in 0..BATCH {
+            vec.push(black_box(i));
+        }
+        let timed = start.elapsed();
+        vec.clear();
+        timed
+    });
     group.finish();
+    print_ratios(GROUP_1THREAD);
 }
 
-/// Runs `push(i)` for `PER_THREAD` items on each of two scoped threads, released together by
-/// a barrier, and returns the span from the first thread's start to the last one's end.
+/// Runs `run` with two producer threads that live as long as it does. Each one makes its
+/// own state with `state`, then, for every call of the chunk function `run` is given: calls
+/// `reset` on its state (untimed), pushes items `0..PER_THREAD` with `push` (timed), and
+/// waits for the next chunk. The chunk function releases both threads through a barrier and
+/// returns the span from the first thread's start to the last one's end, timestamps taken
+/// inside the threads.
 ///
-/// Why scoped threads started per iteration rather than persistent ones: the timestamps are
-/// taken inside the threads, after the barrier, so spawning and joining are not timed; what is
-/// left is the barrier's wake-up skew (microseconds) against `2 * PER_THREAD` pushes
-/// (milliseconds), and persistent threads would need a hand-off with the same wake-up cost.
-/// Fresh threads also give tidefall's thread routing fresh, consecutive thread numbers, so
-/// with two partitions the two producers always land on different partitions (checked once
-/// in `push_2threads`).
-fn two_producers(push: impl Fn(u64) + Sync) -> Duration {
-    let barrier = Barrier::new(2);
-    let spans: Vec<(Instant, Instant)> = thread::scope(|s| {
-        let handles: Vec<_> = (0..2)
-            .map(|_| {
-                s.spawn(|| {
-                    barrier.wait();
+/// Why persistent threads: a tidefall partition's first writer owns it for the store's life,
+/// and a second writer makes it shared for good; fresh threads every chunk would turn every
+/// partition shared after the first chunk, which is not how long-lived producers use it.
+/// What the span includes beyond the pushes is the barrier's wake-up skew (microseconds)
+/// against `2 * PER_THREAD` pushes (milliseconds). The threads take their thread numbers at
+/// their first push, consecutively, so with two partitions they land on different ones
+/// (checked once in `push_2threads`).
+fn with_two_producers<S, R>(
+    state: impl Fn() -> S + Sync,
+    reset: impl Fn(&mut S) + Sync,
+    push: impl Fn(&mut S, u64) + Sync,
+    run: impl FnOnce(&mut dyn FnMut() -> Duration) -> R,
+) -> R {
+    /// Releases the producers for good when `run` returns or panics.
+    struct Release<'a> {
+        stop: &'a AtomicBool,
+        go: &'a Barrier,
+    }
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            self.go.wait();
+        }
+    }
+
+    let go = Barrier::new(3);
+    let done = Barrier::new(3);
+    let stop = AtomicBool::new(false);
+    let spans: [Mutex<Option<(Instant, Instant)>>; 2] = Default::default();
+    thread::scope(|s| {
+        for span in &spans {
+            let (go, done, stop) = (&go, &done, &stop);
+            let (state, reset, push) = (&state, &reset, &push);
+            s.spawn(move || {
+                let mut mine = state();
+                loop {
+                    reset(&mut mine);
+                    go.wait();
+                    // Relaxed: the barrier orders it.
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
                     let start = Instant::now();
                     for i in 0..PER_THREAD {
-                        push(black_box(i));
+                        push(&mut mine, black_box(i));
                     }
-                    (start, Instant::now())
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+                    *span.lock().unwrap() = Some((start, Instant::now()));
+                    done.wait();
+                }
+            });
+        }
+        let _release = Release {
+            stop: &stop,
+            go: &go,
+        };
+        run(&mut || {
+            go.wait();
+            done.wait();
+            let [a, b] = spans
+                .each_ref()
+                .map(|span| span.lock().unwrap().take().expect("the producer ran"));
+            a.1.max(b.1) - a.0.min(b.0)
+        })
+    })
+}
+
+/// [`with_two_producers`] for a structure both threads push into.
+fn with_two_pushing<R>(
+    push: impl Fn(u64) + Sync,
+    run: impl FnOnce(&mut dyn FnMut() -> Duration) -> R,
+) -> R {
+    with_two_producers(|| (), |_| {}, |_, i| push(i), run)
+}
+
+/// Benchmarks two producers pushing with `push` into a structure `drain` empties between
+/// chunks.
+fn bench_two(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: &str,
+    push: impl Fn(u64) + Sync,
+    drain: impl Fn(),
+) {
+    with_two_pushing(push, |chunk| {
+        bench_chunks(group, GROUP_2THREADS, id, 2 * PER_THREAD, || {
+            let timed = chunk();
+            drain();
+            timed
+        });
     });
-    let start = spans.iter().map(|s| s.0).min().unwrap();
-    let end = spans.iter().map(|s| s.1).max().unwrap();
-    end - start
 }
 
 fn push_2threads(c: &mut Criterion) {
@@ -193,54 +383,96 @@ fn push_2threads(c: &mut Criterion) {
     group
         .throughput(Throughput::Elements(2 * PER_THREAD))
         .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5))
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
         .sample_size(20);
 
     for partitions in [2, 1] {
         let (queue, calls) = tidefall_queue(partitions);
-        // With `BatchSize::Table`, a flush makes one call per non-empty partition: as many
-        // calls as partitions proves where the two producers landed.
-        two_producers(|i| queue.push(i).unwrap());
-        calls.store(0, Ordering::Relaxed);
-        queue.flush().unwrap();
-        assert_eq!(calls.load(Ordering::Relaxed), partitions, "thread routing");
-
         let id = format!("tidefall_{partitions}p");
-        bench_chunks(&mut group, GROUP_2THREADS, &id, 2 * PER_THREAD, || {
-            let timed = two_producers(|i| queue.push(i).unwrap());
-            queue.flush().unwrap();
-            timed
-        });
+        with_two_pushing(
+            |i| queue.push(i).unwrap(),
+            |chunk| {
+                // With `BatchSize::Table`, a flush makes one call per non-empty partition: as
+                // many calls as partitions proves where the two producers landed.
+                chunk();
+                calls.store(0, Ordering::Relaxed);
+                queue.flush().unwrap();
+                assert_eq!(calls.load(Ordering::Relaxed), partitions, "thread routing");
+                bench_chunks(&mut group, GROUP_2THREADS, &id, 2 * PER_THREAD, || {
+                    let timed = chunk();
+                    queue.flush().unwrap();
+                    timed
+                });
+            },
+        );
         queue.stop().unwrap();
     }
 
     let seg = SegQueue::new();
-    bench_chunks(
+    bench_two(
         &mut group,
-        GROUP_2THREADS,
         "segqueue",
-        2 * PER_THREAD,
-        || {
-            let timed = two_producers(|i| seg.push(i));
-            drain_segqueue(&seg);
-            timed
-        },
+        |i| seg.push(i),
+        || drain_segqueue(&seg),
+    );
+
+    let (tx, rx) = crossbeam_channel::unbounded();
+    bench_two(
+        &mut group,
+        "crossbeam_channel",
+        |i| tx.send(i).unwrap(),
+        || while rx.try_recv().is_ok() {},
+    );
+
+    let (tx, rx) = flume::unbounded();
+    bench_two(
+        &mut group,
+        "flume",
+        |i| tx.send(i).unwrap(),
+        || while rx.try_recv().is_ok() {},
+    );
+
+    let (tx, rx) = mpsc::channel();
+    bench_two(
+        &mut group,
+        "std_mpsc",
+        |i| tx.send(i).unwrap(),
+        || while rx.try_recv().is_ok() {},
+    );
+
+    let vec = parking_lot::Mutex::new(Vec::new());
+    bench_two(
+        &mut group,
+        "parking_lot_vec",
+        |i| vec.lock().push(i),
+        || vec.lock().clear(),
     );
 
     let vec = Mutex::new(Vec::new());
-    bench_chunks(
+    bench_two(
         &mut group,
-        GROUP_2THREADS,
         "mutex_vec",
-        2 * PER_THREAD,
-        || {
-            let timed = two_producers(|i| vec.lock().unwrap().push(i));
-            vec.lock().unwrap().clear();
-            timed
+        |i| vec.lock().unwrap().push(i),
+        || vec.lock().unwrap().clear(),
+    );
+
+    with_two_producers(
+        Vec::new,
+        Vec::clear,
+        |vec, i| vec.push(i),
+        |chunk| {
+            bench_chunks(
+                &mut group,
+                GROUP_2THREADS,
+                "vec_per_thread",
+                2 * PER_THREAD,
+                chunk,
+            );
         },
     );
     group.finish();
+    print_ratios(GROUP_2THREADS);
 }
 
 /// Ten items for `push_many` call number `call`, opaque to the optimizer.
@@ -249,52 +481,189 @@ fn ten(call: u64) -> [u64; 10] {
     black_box(std::array::from_fn(|j| base + j as u64))
 }
 
-fn push_many_10(c: &mut Criterion) {
-    let mut group = c.benchmark_group(GROUP_MANY);
-    let items = 10 * MANY_CALLS;
-    group
-        .throughput(Throughput::Elements(items))
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4))
-        .sample_size(50);
-
-    let (queue, _) = tidefall_queue(1);
-    bench_chunks(&mut group, GROUP_MANY, "tidefall", items, || {
+/// Benchmarks one thread making `MANY_CALLS` batch inserts of ten items with `insert` per
+/// timed chunk, and `drain` between chunks.
+fn bench_many(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: &str,
+    mut insert: impl FnMut([u64; 10]),
+    mut drain: impl FnMut(),
+) {
+    bench_chunks(group, GROUP_MANY, id, 10 * MANY_CALLS, || {
         let start = Instant::now();
         for call in 0..MANY_CALLS {
-            queue.push_many(ten(call)).unwrap();
+            insert(ten(call));
         }
         let timed = start.elapsed();
-        queue.flush().unwrap();
+        drain();
         timed
     });
+}
+
+fn push_many_10(c: &mut Criterion) {
+    let mut group = c.benchmark_group(GROUP_MANY);
+    group
+        .throughput(Throughput::Elements(10 * MANY_CALLS))
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30);
+
+    let (queue, _) = tidefall_queue(1);
+    bench_many(
+        &mut group,
+        "tidefall",
+        |items| queue.push_many(items).unwrap(),
+        || queue.flush().unwrap(),
+    );
     queue.stop().unwrap();
 
     let seg = SegQueue::new();
-    bench_chunks(&mut group, GROUP_MANY, "segqueue", items, || {
-        let start = Instant::now();
-        for call in 0..MANY_CALLS {
-            for item in ten(call) {
-                seg.push(item);
-            }
-        }
-        let timed = start.elapsed();
-        drain_segqueue(&seg);
-        timed
-    });
+    bench_many(
+        &mut group,
+        "segqueue",
+        |items| items.into_iter().for_each(|i| seg.push(i)),
+        || drain_segqueue(&seg),
+    );
+
+    let (tx, rx) = crossbeam_channel::unbounded();
+    bench_many(
+        &mut group,
+        "crossbeam_channel_loop",
+        |items| items.into_iter().for_each(|i| tx.send(i).unwrap()),
+        || while rx.try_recv().is_ok() {},
+    );
+    let (tx, rx) = crossbeam_channel::unbounded();
+    bench_many(
+        &mut group,
+        "crossbeam_channel_vec",
+        |items| tx.send(items.to_vec()).unwrap(),
+        || while rx.try_recv().is_ok() {},
+    );
+
+    let (tx, rx) = flume::unbounded();
+    bench_many(
+        &mut group,
+        "flume_loop",
+        |items| items.into_iter().for_each(|i| tx.send(i).unwrap()),
+        || while rx.try_recv().is_ok() {},
+    );
+    let (tx, rx) = flume::unbounded();
+    bench_many(
+        &mut group,
+        "flume_vec",
+        |items| tx.send(items.to_vec()).unwrap(),
+        || while rx.try_recv().is_ok() {},
+    );
+
+    let (tx, rx) = mpsc::channel();
+    bench_many(
+        &mut group,
+        "std_mpsc_loop",
+        |items| items.into_iter().for_each(|i| tx.send(i).unwrap()),
+        || while rx.try_recv().is_ok() {},
+    );
+    let (tx, rx) = mpsc::channel();
+    bench_many(
+        &mut group,
+        "std_mpsc_vec",
+        |items| tx.send(items.to_vec()).unwrap(),
+        || while rx.try_recv().is_ok() {},
+    );
+
+    let vec = parking_lot::Mutex::new(Vec::new());
+    bench_many(
+        &mut group,
+        "parking_lot_vec",
+        |items| vec.lock().extend(items),
+        || vec.lock().clear(),
+    );
 
     let vec = Mutex::new(Vec::new());
-    bench_chunks(&mut group, GROUP_MANY, "mutex_vec", items, || {
+    bench_many(
+        &mut group,
+        "mutex_vec",
+        |items| vec.lock().unwrap().extend(items),
+        || vec.lock().unwrap().clear(),
+    );
+
+    let mut vec = Vec::new();
+    bench_chunks(&mut group, GROUP_MANY, "vec", 10 * MANY_CALLS, || {
         let start = Instant::now();
         for call in 0..MANY_CALLS {
-            vec.lock().unwrap().extend(ten(call));
+            vec.extend(ten(call));
         }
         let timed = start.elapsed();
-        vec.lock().unwrap().clear();
+        vec.clear();
         timed
     });
     group.finish();
+    print_ratios(GROUP_MANY);
 }
 
-criterion_group!(benches, push_1thread, push_2threads, push_many_10);
+/// One line of the targets table: `met` is `None` when a contestant it needs did not run.
+fn target_line(scenario: &str, target: &str, measured: String, met: Option<bool>) {
+    let met = match met {
+        Some(true) => "yes",
+        Some(false) => "NO",
+        None => "not run",
+    };
+    println!("  {scenario:<3} {target:<44} {measured:<40} {met}");
+}
+
+/// The worst ratio tidefall ÷ peer over `group`'s peers (the largest), with that peer.
+fn worst_peer(group: &str, ours: f64) -> Option<(String, f64)> {
+    peers(group)
+        .into_iter()
+        .map(|(id, theirs)| (id, ours / theirs))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// Prints the targets for Q1–Q3 against the per-chunk medians of this run.
+fn targets(_: &mut Criterion) {
+    println!("targets (per-chunk medians of this run; ratios are tidefall ÷ peer ns/item):");
+    let q1 = median(GROUP_1THREAD, "tidefall");
+    let q2 = median(GROUP_2THREADS, "tidefall_2p");
+    let q3 = median(GROUP_MANY, "tidefall");
+    let show = |x: Option<f64>, unit: &str| x.map_or("-".into(), |x| format!("{x:.2}{unit}"));
+
+    target_line(
+        "Q1",
+        "push ≤ 5 ns/item",
+        show(q1, " ns/item"),
+        q1.map(|x| x <= 5.0),
+    );
+    for (group, ours, scenario) in [(GROUP_1THREAD, q1, "Q1"), (GROUP_2THREADS, q2, "Q2")] {
+        let seg = ours.zip(median(group, "segqueue")).map(|(a, b)| a / b);
+        target_line(
+            scenario,
+            "≥ 4× SegQueue (ratio ≤ 0.25)",
+            show(seg, ""),
+            seg.map(|r| r <= 0.25),
+        );
+        let worst = ours.and_then(|ours| worst_peer(group, ours));
+        target_line(
+            scenario,
+            "≥ 2× every other peer (worst ratio ≤ 0.5)",
+            worst
+                .as_ref()
+                .map_or("-".into(), |(id, r)| format!("{r:.2} (vs {id})")),
+            worst.map(|w| w.1 <= 0.5),
+        );
+    }
+    let scaling = q1.zip(q2).map(|(one, two)| one / two);
+    target_line(
+        "Q2",
+        "2-thread total ≥ 1.8× Q1's throughput",
+        show(scaling, "×"),
+        scaling.map(|s| s >= 1.8),
+    );
+    target_line(
+        "Q3",
+        "push_many ≤ 2 ns/item",
+        show(q3, " ns/item"),
+        q3.map(|x| x <= 2.0),
+    );
+}
+
+criterion_group!(benches, push_1thread, push_2threads, push_many_10, targets);
 criterion_main!(benches);
