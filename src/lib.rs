@@ -87,7 +87,7 @@
 //! |---|---|---|
 //! | `name` | `tidefall-<n>` | not empty |
 //! | `processor` | required | missing → [`Error::MissingProcessor`] |
-//! | `partitions` | available parallelism | ≥ 1 |
+//! | `partitions` | available parallelism | 1 to 65 536 |
 //! | `processing_interval` | 5 s | > 0 |
 //! | `processing_batch_size` | `BatchSize::Items(10)` | `Items(n ≥ 1)` or `Table` |
 //! | `processing_timeout` | 60 s | > 0 |

@@ -260,12 +260,25 @@ pub(crate) struct Resolved {
     pub(crate) thread_pool: Option<Arc<rayon::ThreadPool>>,
 }
 
+/// The most partitions a buffer may have. Each costs a few kilobytes when the buffer starts,
+/// so a count far beyond any core count is a mistake, which would otherwise exhaust memory
+/// (an abort) or overflow (a panic) inside `start`.
+pub(crate) const MAX_PARTITIONS: usize = 1 << 16;
+
 impl Options {
     pub(crate) fn resolve(self) -> Result<Resolved, Error> {
         let partitions = match self.partitions {
             Some(0) => return Err(invalid("partitions", "must be at least 1")),
+            Some(n) if n > MAX_PARTITIONS => {
+                return Err(invalid(
+                    "partitions",
+                    &format!("must be at most {MAX_PARTITIONS}"),
+                ))
+            }
             Some(n) => n,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            None => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_PARTITIONS),
         };
         if self.capacity == Some(0) {
             return Err(invalid("capacity", "must be at least 1"));
@@ -303,7 +316,8 @@ macro_rules! option_setters {
             self
         }
 
-        /// How many partitions writes spread over (≥ 1). Default: the number of cores.
+        /// How many partitions writes spread over (1 to 65 536). Default: the number of
+        /// cores.
         pub fn partitions(mut self, partitions: usize) -> Self {
             self.options.partitions = Some(partitions);
             self

@@ -409,6 +409,9 @@ impl<S: Store> Core<S> {
             }
             return Ok(());
         }
+        // From here on, however this call ends (a user value's `Drop` may panic while a
+        // store closes), the stoppers waiting above and the drop of the last handle return.
+        let _finished = StopFinished(self);
         // Relaxed: see `check_timeout`.
         let timeouts_before = self.timeouts.load(Ordering::Relaxed);
         // Close every partition first, so writes are refused from here on; each partition's
@@ -447,8 +450,6 @@ impl<S: Store> Core<S> {
                     reason,
                 }));
         }
-        *self.stop_done.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.stop_finished.notify_all();
         // Relaxed: see `check_timeout`.
         if self.timeouts.load(Ordering::Relaxed) > timeouts_before {
             Err(Error::Timeout)
@@ -467,6 +468,18 @@ impl<S: Store> Core<S> {
                 count,
             }));
         }
+    }
+}
+
+/// Marks a buffer's stop finished when dropped: at the end of the `stop` call that won, or
+/// when it unwinds, so that no other stopper waits for ever.
+struct StopFinished<'a, S: Store>(&'a Core<S>);
+
+impl<S: Store> Drop for StopFinished<'_, S> {
+    fn drop(&mut self) {
+        let core = self.0;
+        *core.stop_done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        core.stop_finished.notify_all();
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Buffers register a [`Scheduled`] target and get timers in one binary heap; the thread sleeps
 //! until the earliest one is due. Ten thousand buffers cost ten thousand heap entries, not
-//! ten thousand threads. Targets are held weakly: a dropped buffer's timers fall away.
+//! ten thousand threads. Targets are held weakly, and a stopped buffer's timers leave the
+//! heap when it unregisters.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -118,7 +119,10 @@ impl Engine {
         self.wake.notify_one();
     }
 
-    /// Replaces a buffer's periodic timers with ones at the given deadlines.
+    /// Replaces a buffer's periodic timers with ones at the given deadlines. The replaced
+    /// ones leave the heap now: with a long interval they would otherwise stay until due, one
+    /// more per update. (One being run right now comes back with the old generation and is
+    /// dropped then.)
     pub(crate) fn reschedule(&self, id: u64, tick: Instant, drain_check: Option<Instant>) {
         let mut state = self.lock();
         let Some(registration) = state.buffers.get_mut(&id) else {
@@ -126,6 +130,9 @@ impl Engine {
         };
         registration.generation += 1;
         let generation = registration.generation;
+        state
+            .timers
+            .retain(|Reverse(timer)| timer.id != id || !timer.kind.periodic());
         Self::push_periodic(&mut state, id, generation, tick, drain_check);
         drop(state);
         self.wake.notify_one();
@@ -150,9 +157,14 @@ impl Engine {
         }
     }
 
-    /// Forgets a buffer: its pending timers are dropped when due.
+    /// Forgets a buffer and drops its pending timers: a stopped buffer leaves nothing in the
+    /// heap (with a long interval, or `Duration::MAX`, its timers would otherwise stay that
+    /// long, one heap entry or more per buffer ever started). A timer being run right now
+    /// finds the buffer gone and is dropped.
     pub(crate) fn unregister(&self, id: u64) {
-        self.lock().buffers.remove(&id);
+        let mut state = self.lock();
+        state.buffers.remove(&id);
+        state.timers.retain(|Reverse(timer)| timer.id != id);
     }
 
     fn push_periodic(
@@ -255,4 +267,54 @@ pub(crate) fn default_pool() -> Result<Arc<rayon::ThreadPool>, Error> {
     })
     .clone()
     .map_err(Error::Spawn)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A target that is never due during the test.
+    struct Idle;
+
+    impl Scheduled for Idle {
+        fn on_timer(self: Arc<Self>, _: TimerKind, _: Instant) -> Option<Instant> {
+            None
+        }
+    }
+
+    /// Neither `reschedule` nor `unregister` leaves the timers they replace in the heap, so
+    /// buffers started and stopped (or updated) with long intervals do not make it grow.
+    #[test]
+    fn replaced_and_unregistered_timers_leave_the_heap() {
+        // Not `global()`: no scheduler thread pops timers behind the test's back.
+        let engine = Engine {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+        };
+        let target: Arc<dyn Scheduled> = Arc::new(Idle);
+        let far = Instant::now() + Duration::from_secs(3600);
+        let (a, b) = (engine.new_id(), engine.new_id());
+        engine.register(a, Arc::downgrade(&target), far, Some(far));
+        engine.register(b, Arc::downgrade(&target), far, None);
+        engine.at(a, far, TimerKind::Watchdog(0));
+        assert_eq!(engine.lock().timers.len(), 4);
+        for _ in 0..10 {
+            engine.reschedule(a, far, Some(far));
+        }
+        assert_eq!(
+            engine.lock().timers.len(),
+            4,
+            "periodic timers replaced, the one-shot kept"
+        );
+        engine.reschedule(a, far, None);
+        assert_eq!(engine.lock().timers.len(), 3, "the drain check turned off");
+        engine.unregister(a);
+        let left: Vec<(u64, TimerKind)> = engine
+            .lock()
+            .timers
+            .iter()
+            .map(|Reverse(timer)| (timer.id, timer.kind))
+            .collect();
+        assert_eq!(left, [(b, TimerKind::Tick)]);
+    }
 }
