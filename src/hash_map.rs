@@ -317,11 +317,15 @@ where
         let (hash, partition) = self.locate(key);
         let core = &*self.handle.core;
         let part = &core.partitions[partition];
-        let deleted = part.store.delete(hash, key);
-        if deleted && core.capacity.is_some() {
+        let Some(value) = part.store.delete(hash, key) else {
+            return false;
+        };
+        if core.capacity.is_some() {
             part.release(1);
         }
-        deleted
+        // Dropped last: a `Drop` that panics finds the room already given back.
+        drop(value);
+        true
     }
 
     /// Distinct keys holding a value in the current tick (not yet taken by a tick).

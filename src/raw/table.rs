@@ -96,7 +96,8 @@
 //! slot, so every committed write of generation `g` is ordered before the seal of its slot:
 //! it is in this drain, and a write that found the slot sealed lands in generation `g + 1`,
 //! the next drain. Once everything is sealed the side belongs to the taker: it moves the keys
-//! and values out with plain reads (keys without a value are dropped).
+//! and values out with plain reads (keys without a value are dropped after the drain, outside
+//! the taker's lock).
 //!
 //! `close_for_good` stores `g + 1 | CLOSED` instead, seals and drains the same way; later
 //! writes are refused with [`Refused::Closed`], carrying back their key and value.
@@ -495,9 +496,10 @@ impl<K: Eq, V> Tables<K, V> {
         Some(value)
     }
 
-    /// Removes the value of `key` from the current generation; true if it had one. The
-    /// value is dropped before this returns.
-    pub fn delete<Q>(&self, hash: u64, key: &Q) -> bool
+    /// Takes the value of `key` out of the current generation, if it has one. The caller
+    /// drops it: a `Drop` that panics then runs after the store is done with the slot and
+    /// after the caller's own bookkeeping.
+    pub fn delete<Q>(&self, hash: u64, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
@@ -509,10 +511,10 @@ impl<K: Eq, V> Tables<K, V> {
             state,
         }) = self.find(hash, key, false)
         else {
-            return false;
+            return None;
         };
         if state & VALUE == 0 {
-            return false;
+            return None;
         }
         // SAFETY: this thread holds the slot lock and the value cell is initialized
         // (`VALUE`); the state released below says it is not any more, so it is read once.
@@ -520,8 +522,7 @@ impl<K: Eq, V> Tables<K, V> {
         // Relaxed: a count; the increment of the insert is ordered before by the slot lock.
         table.live.fetch_sub(1, Ordering::Relaxed);
         held.release(state & !VALUE);
-        drop(old);
-        true
+        Some(old.value)
     }
 
     /// Keys with a value in the current generation.
@@ -595,9 +596,16 @@ impl<K: Eq, V> Tables<K, V> {
             if for_good { next | CLOSED } else { next },
             Ordering::Release,
         );
+        let mut dead = Vec::new();
         // SAFETY: the store above ended generation `word`, and this thread is its only taker.
-        let (entries, keys) = unsafe { self.seal_and_drain(&self.sides[side_of(word)], out) };
+        let (entries, keys) =
+            unsafe { self.seal_and_drain(&self.sides[side_of(word)], out, &mut dead) };
         taker.last_keys = keys;
+        drop(taker);
+        // The keys deleted in the generation are dropped last, outside the lock: user code
+        // (a `Drop` that panics) cannot cost the drained entries, nor leave the store half
+        // sealed. Such a panic is caught: the key was deleted, and nothing else is lost.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(dead)));
         entries
     }
 
@@ -654,7 +662,8 @@ impl<K: Eq, V> Tables<K, V> {
         side.first.store(first, Ordering::Release);
     }
 
-    /// Seals every slot and link of `side`'s chain, then moves its entries into `out`.
+    /// Seals every slot and link of `side`'s chain, then moves its entries into `out` and
+    /// the keys without a value (deleted in the generation) into `dead`; runs no user code.
     /// Returns the entries taken and the keys found (with or without a value).
     ///
     /// # Safety
@@ -665,6 +674,7 @@ impl<K: Eq, V> Tables<K, V> {
         &self,
         side: &Side<K, V>,
         out: &mut Vec<Entry<K, V>>,
+        dead: &mut Vec<K>,
     ) -> (usize, usize) {
         // Relaxed: the taker's own store (or an earlier taker's, ordered by `taker`).
         let first = side.first.load(Ordering::Relaxed);
@@ -712,6 +722,8 @@ impl<K: Eq, V> Tables<K, V> {
                         version: record.version,
                         updates: record.updates,
                     });
+                } else {
+                    dead.push(key);
                 }
             }
             // Relaxed: sealed above.
@@ -1041,9 +1053,9 @@ mod tests {
         assert_eq!(t.len(), 2);
         assert_eq!(t.get(spread(1), &1), Some(11));
         assert_eq!(t.get(spread(3), &3), None);
-        assert!(t.delete(spread(2), &2));
-        assert!(!t.delete(spread(2), &2));
-        assert!(!t.delete(spread(3), &3));
+        assert!(t.delete(spread(2), &2).is_some());
+        assert!(t.delete(spread(2), &2).is_none());
+        assert!(t.delete(spread(3), &3).is_none());
         assert_eq!(t.get(spread(2), &2), None);
         assert_eq!(t.len(), 1);
         // Delete then put: the key has no value, so the write inserts again.
@@ -1074,7 +1086,7 @@ mod tests {
         // After a delete, any version stores again with updates 0.
         assert_eq!(newer(&t, 3, 30, 7), Ok(Written::Inserted));
         assert_eq!(newer(&t, 3, 31, 8), Ok(Written::Replaced));
-        assert!(t.delete(spread(3), &3));
+        assert!(t.delete(spread(3), &3).is_some());
         assert_eq!(newer(&t, 3, 32, 1), Ok(Written::Inserted));
         assert_eq!(
             drained(&t),
@@ -1113,7 +1125,7 @@ mod tests {
             Ok(Written::Ignored)
         );
         // A deleted key needs room again.
-        assert!(t.delete(spread(1), &1));
+        assert!(t.delete(spread(1), &1).is_some());
         assert_eq!(
             t.write(spread(1), 1, Write::Newer(14, 3), refuse),
             Err((Refused::Full, 1, 14))
@@ -1137,14 +1149,14 @@ mod tests {
         let t = Tables::new();
         assert_eq!(put(&t, 1, 10), Ok(Written::Inserted));
         assert_eq!(put(&t, 2, 20), Ok(Written::Inserted));
-        assert!(t.delete(spread(2), &2));
+        assert!(t.delete(spread(2), &2).is_some());
         let mut out = Vec::new();
         assert_eq!(t.close_for_good(&mut out), 1);
         assert_eq!(out, vec![entry(1, 10, 0, 0)]);
         assert_eq!(put(&t, 1, 11), Err((Refused::Closed, 1, 11)));
         assert_eq!(newer(&t, 3, 30, 1), Err((Refused::Closed, 3, 30)));
         assert_eq!(t.get(spread(1), &1), None);
-        assert!(!t.delete(spread(1), &1));
+        assert!(t.delete(spread(1), &1).is_none());
         assert!(t.is_empty());
         assert_eq!(t.take(&mut out), 0);
         assert_eq!(t.close_for_good(&mut out), 0);
@@ -1166,7 +1178,7 @@ mod tests {
             );
             assert_eq!(t.get(h, &k), Some(k + 10));
         }
-        assert!(t.delete(h, &1));
+        assert!(t.delete(h, &1).is_some());
         assert_eq!(t.get(h, &1), None);
         assert_eq!(t.get(h, &3), None);
         assert_eq!(t.len(), 2);
@@ -1328,7 +1340,7 @@ mod tests {
         assert!(matches!(refused, Err((Refused::Full, 9, _))));
         drop(refused);
         assert_eq!(LIVE.load(Ordering::Relaxed), 5);
-        assert!(t.delete(spread(1), &1));
+        assert!(t.delete(spread(1), &1).is_some());
         assert_eq!(LIVE.load(Ordering::Relaxed), 4);
         let mut out = Vec::new();
         assert_eq!(t.take(&mut out), 4);
@@ -1356,7 +1368,7 @@ mod tests {
             .unwrap();
         // The stored key is kept; the second one was dropped.
         assert_eq!(Arc::strong_count(&key), 2);
-        assert!(t.delete(h, &key));
+        assert!(t.delete(h, &key).is_some());
         // A deleted key stays in its slot until the drain, which drops it.
         assert_eq!(Arc::strong_count(&key), 2);
         assert!(drained_arc(&t).is_empty());
@@ -1367,7 +1379,7 @@ mod tests {
         assert_eq!(Arc::strong_count(&key), 1);
         t.write(h, Arc::clone(&key), Write::Put(4), || true)
             .unwrap();
-        assert!(t.delete(h, &key));
+        assert!(t.delete(h, &key).is_some());
         drop(t);
         assert_eq!(Arc::strong_count(&key), 1);
     }
