@@ -1,28 +1,36 @@
 //! Fuzzes `Queue<T>` with arbitrary sequences of operations (push, push_many, push_keyed,
-//! flush, update_options with valid and invalid values, stop) against a sequential model,
-//! asserting exactly what the processor received.
+//! flush, update_options with valid and invalid values, stop) and arbitrary options (valid
+//! and invalid partitions, capacity and batch size; `sort_by_key`; `partition_by`) against a
+//! sequential model, asserting exactly what the processor received. Some items make the
+//! processor fail their batch, by `Err` or by a panic.
 //!
 //! The buffer ticks once an hour, so only `flush` and `stop` start processing cycles: each
 //! *round* must deliver exactly what was pushed since the previous one. With one partition
 //! the model is exact: the round's items in push order (or stably sorted by rank, with
 //! `sort_by_key`), cut into batches of `processing_batch_size`. With several partitions the
-//! processor cannot tell them apart, so the target checks the multiset, the order of the
-//! unkeyed items and of each key's items, the batch sizes against telemetry's per-partition
-//! cycle sizes, and that which routing groups share a partition never changes.
+//! processor cannot tell them apart, so the target checks the multiset, the order of each
+//! routing group's items (the items pushed without a key, or with one key, or with one
+//! `partition_by` key: a group keeps to one partition, and a stable sort keeps the group's
+//! order among equal ranks), the batch sizes against telemetry's per-partition cycle sizes,
+//! and that which routing groups share a partition never changes. The counters (`stats()`,
+//! the `Rejected`, `ProcessingFailed` and `ProcessingException` events) must match the model
+//! exactly.
 //!
 //! Run: `cargo +nightly fuzz run queue_ops` from the crate root.
 
 #![no_main]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use tidefall::{BatchSize, Error, Event, OptionsUpdate, PushError, Queue};
+use tidefall::{BatchSize, Event, PushError, Queue};
 
-const HOUR: Duration = Duration::from_secs(3600);
+use common::{chunk_lengths, lock, outcome, started, Batch, Fault, Update, HOUR};
+
 const MAX_OPS: usize = 256;
 const MAX_MANY: usize = 64;
 
@@ -33,114 +41,48 @@ struct Input {
     batch: Batch,
     /// Only with one partition (0 is invalid).
     capacity: Option<u8>,
-    /// Only with one partition.
     sort: bool,
+    /// Route `push` and `push_many` with `partition_by` (by the item's `Route`).
+    partition_by: bool,
     ops: Vec<Op>,
-}
-
-#[derive(Arbitrary, Debug, Clone, Copy)]
-enum Batch {
-    /// `Items(0)` is invalid.
-    Items(u8),
-    Table,
-}
-
-impl Batch {
-    fn size(self) -> BatchSize {
-        match self {
-            Batch::Items(n) => BatchSize::Items(usize::from(n % 70)),
-            Batch::Table => BatchSize::Table,
-        }
-    }
 }
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Push { rank: u8, poison: bool },
-    PushMany(Vec<u8>),
-    PushKeyed { key: u8, rank: u8 },
+    /// `key` is the item's `partition_by` key when the queue routes by field.
+    Push {
+        key: u8,
+        rank: u8,
+        fault: Fault,
+    },
+    PushMany(Vec<(u8, u8)>),
+    PushKeyed {
+        key: u8,
+        rank: u8,
+    },
     Flush,
     Update(Update),
     Stop,
     Check,
 }
 
-#[derive(Arbitrary, Debug)]
-enum Threshold {
-    Off,
-    Zero,
-    /// Far above anything a run pushes: early drains would add rounds.
-    Huge,
-}
-
-/// Durations are in hours, so that no timer fires during a run; 0 is invalid.
-#[derive(Arbitrary, Debug)]
-struct Update {
-    interval: Option<u8>,
-    timeout: Option<u8>,
-    batch: Option<Batch>,
-    threshold: Option<Threshold>,
-    check: Option<u8>,
-}
-
-fn hours(n: u8) -> Duration {
-    HOUR * u32::from(n)
-}
-
-impl Update {
-    fn to_options(&self) -> OptionsUpdate {
-        let mut update = OptionsUpdate::default();
-        if let Some(h) = self.interval {
-            update = update.processing_interval(hours(h));
-        }
-        if let Some(h) = self.timeout {
-            update = update.processing_timeout(hours(h));
-        }
-        if let Some(batch) = self.batch {
-            update = update.processing_batch_size(batch.size());
-        }
-        if let Some(threshold) = &self.threshold {
-            update = update.drain_threshold(match threshold {
-                Threshold::Off => None,
-                Threshold::Zero => Some(0),
-                Threshold::Huge => Some(1 << 40),
-            });
-        }
-        if let Some(h) = self.check {
-            update = update.drain_check_interval(hours(h));
-        }
-        update
-    }
-
-    fn invalid(&self) -> Vec<&'static str> {
-        let mut invalid = Vec::new();
-        if self.interval == Some(0) {
-            invalid.push("processing_interval");
-        }
-        if self.timeout == Some(0) {
-            invalid.push("processing_timeout");
-        }
-        if self.batch.map(Batch::size) == Some(BatchSize::Items(0)) {
-            invalid.push("processing_batch_size");
-        }
-        if matches!(self.threshold, Some(Threshold::Zero)) {
-            invalid.push("drain_threshold");
-        }
-        if self.check == Some(0) {
-            invalid.push("drain_check_interval");
-        }
-        invalid
-    }
+/// An item's routing group: the items of a group always share a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Route {
+    /// Pushed without a key, no `partition_by`: the producer thread's partition.
+    Thread,
+    /// `push_keyed` with this key.
+    Keyed(u8),
+    /// Pushed without a key, routed by `partition_by` on this field.
+    Field(u8),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Item {
     id: u64,
-    /// The routing key it was pushed with; `None`: routed by the producer thread.
-    key: Option<u8>,
+    route: Route,
     rank: u8,
-    /// The processor fails the batch holding it.
-    poison: bool,
+    fault: Fault,
 }
 
 #[derive(Default)]
@@ -153,35 +95,42 @@ struct Seen {
     partition_stops: u64,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 struct Model {
     partitions: usize,
     batch_size: BatchSize,
     capacity: Option<usize>,
     sort: bool,
+    partition_by: bool,
     next_id: u64,
     pending: Vec<Item>,
     accepted: u64,
     full: u64,
     failed: u64,
     failed_batches: u64,
+    panicked_batches: u64,
     calls: u64,
     stopped: bool,
     /// Which routing groups share a partition, as learnt so far.
-    together: BTreeMap<(Option<u8>, Option<u8>), bool>,
+    together: BTreeMap<(Route, Route), bool>,
 }
 
 impl Model {
-    fn item(&mut self, key: Option<u8>, rank: u8, poison: bool) -> Item {
+    fn item(&mut self, route: Route, rank: u8, fault: Fault) -> Item {
         self.next_id += 1;
         Item {
             id: self.next_id,
-            key,
+            route,
             rank,
-            poison,
+            fault,
+        }
+    }
+
+    /// The route of an item pushed without a key.
+    fn unkeyed(&self, key: u8) -> Route {
+        if self.partition_by {
+            Route::Field(key % 4)
+        } else {
+            Route::Thread
         }
     }
 
@@ -239,7 +188,7 @@ impl Model {
         self.pending.extend(items);
     }
 
-    fn learn(&mut self, a: Option<u8>, b: Option<u8>, together: bool) {
+    fn learn(&mut self, a: Route, b: Route, together: bool) {
         if a == b {
             assert!(together, "group {a:?} split over two partitions");
             return;
@@ -250,21 +199,6 @@ impl Model {
             known, together,
             "groups {a:?}, {b:?} changed partition relation"
         );
-    }
-}
-
-fn chunk_lengths(len: usize, batch_size: BatchSize) -> Vec<usize> {
-    match batch_size {
-        BatchSize::Table if len == 0 => vec![],
-        BatchSize::Table => vec![len],
-        BatchSize::Items(n) => {
-            let mut out = vec![n; len / n];
-            let rest = len % n;
-            if rest > 0 {
-                out.push(rest);
-            }
-            out
-        }
     }
 }
 
@@ -303,19 +237,29 @@ impl Harness {
             if let BatchSize::Items(n) = batch_size {
                 assert!(batch.len() <= n, "batch of {} > {n}", batch.len());
             }
-            if batch.iter().any(|item| item.poison) {
-                model.failed += batch.len() as u64;
-                model.failed_batches += 1;
+            match batch.iter().map(|item| item.fault).max() {
+                Some(Fault::None) | None => {}
+                Some(fault) => {
+                    model.failed += batch.len() as u64;
+                    model.failed_batches += 1;
+                    model.panicked_batches += u64::from(fault == Fault::Panic);
+                }
             }
         }
         let delivered: Vec<Item> = batches.iter().flatten().cloned().collect();
+        let in_order = |mut items: Vec<Item>| {
+            if model.sort {
+                items.sort_by_key(|item| item.rank);
+            }
+            items
+        };
 
         if model.partitions == 1 {
-            let mut want = pending.clone();
-            if model.sort {
-                want.sort_by_key(|item| item.rank);
-            }
-            assert_eq!(delivered, want, "one partition: exact delivery");
+            assert_eq!(
+                delivered,
+                in_order(pending.clone()),
+                "one partition: exact delivery"
+            );
             let lengths: Vec<usize> = batches.iter().map(Vec::len).collect();
             assert_eq!(lengths, chunk_lengths(pending.len(), batch_size));
         }
@@ -326,25 +270,22 @@ impl Harness {
         got.sort_unstable();
         assert_eq!(got, want, "delivered multiset");
         for item in &delivered {
-            let original = &pending[pending.binary_search_by_key(&item.id, |i| i.id).unwrap()];
-            assert_eq!(item, original, "item changed on the way");
+            let at = pending
+                .binary_search_by_key(&item.id, |i| i.id)
+                .expect("a delivered id was pushed");
+            assert_eq!(item, &pending[at], "item changed on the way");
         }
 
-        let groups: BTreeSet<Option<u8>> = pending.iter().map(|i| i.key).collect();
-        if !model.sort {
-            for &group in &groups {
-                let want: Vec<u64> = pending
-                    .iter()
-                    .filter(|i| i.key == group)
-                    .map(|i| i.id)
-                    .collect();
-                let got: Vec<u64> = delivered
-                    .iter()
-                    .filter(|i| i.key == group)
-                    .map(|i| i.id)
-                    .collect();
-                assert_eq!(got, want, "order of group {group:?}");
-            }
+        let groups: BTreeSet<Route> = pending.iter().map(|i| i.route).collect();
+        for &group in &groups {
+            let of_group = |items: &[Item]| -> Vec<Item> {
+                items.iter().filter(|i| i.route == group).cloned().collect()
+            };
+            assert_eq!(
+                of_group(&delivered),
+                in_order(of_group(&pending)),
+                "order of group {group:?}"
+            );
         }
 
         let partitions: BTreeSet<usize> = stops.iter().map(|&(p, _)| p).collect();
@@ -372,7 +313,7 @@ impl Harness {
         );
 
         for batch in &batches {
-            let in_batch: BTreeSet<Option<u8>> = batch.iter().map(|i| i.key).collect();
+            let in_batch: BTreeSet<Route> = batch.iter().map(|i| i.route).collect();
             for &a in &in_batch {
                 for &b in &in_batch {
                     model.learn(a, b, true);
@@ -381,9 +322,9 @@ impl Harness {
         }
         if batch_size == BatchSize::Table {
             assert!(batches.len() <= model.partitions);
-            let batch_of = |group: Option<u8>| -> Vec<usize> {
+            let batch_of = |group: Route| -> Vec<usize> {
                 (0..batches.len())
-                    .filter(|&b| batches[b].iter().any(|i| i.key == group))
+                    .filter(|&b| batches[b].iter().any(|i| i.route == group))
                     .collect()
             };
             for &a in &groups {
@@ -405,10 +346,10 @@ impl Harness {
 fn run(input: Input) {
     let partitions = usize::from(input.partitions % 5);
     let batch_size = input.batch.size();
-    let (capacity, sort) = if partitions == 1 {
-        (input.capacity.map(|c| usize::from(c % 48)), input.sort)
+    let capacity = if partitions == 1 {
+        input.capacity.map(|c| usize::from(c % 48))
     } else {
-        (None, false)
+        None
     };
 
     let batches = Arc::new(Mutex::new(Vec::new()));
@@ -421,13 +362,9 @@ fn run(input: Input) {
         .processing_timeout(HOUR)
         .processing_batch_size(batch_size)
         .processor(move |batch: Vec<Item>| -> Result<(), String> {
-            let poisoned = batch.iter().any(|item| item.poison);
+            let faults: Vec<Fault> = batch.iter().map(|item| item.fault).collect();
             lock(&sink).push(batch);
-            if poisoned {
-                Err("poisoned".to_owned())
-            } else {
-                Ok(())
-            }
+            outcome(faults)
         })
         .observer(move |event: &Event<'_>| {
             let mut seen = lock(&events);
@@ -444,8 +381,11 @@ fn run(input: Input) {
     if let Some(capacity) = capacity {
         builder = builder.capacity(capacity);
     }
-    if sort {
+    if input.sort {
         builder = builder.sort_by_key(|item: &Item| item.rank);
+    }
+    if input.partition_by {
+        builder = builder.partition_by(|item: &Item| item.route);
     }
 
     let mut invalid = Vec::new();
@@ -458,19 +398,8 @@ fn run(input: Input) {
     if batch_size == BatchSize::Items(0) {
         invalid.push("processing_batch_size");
     }
-    let queue = match builder.start() {
-        Ok(queue) => {
-            assert!(invalid.is_empty(), "start() accepted invalid {invalid:?}");
-            queue
-        }
-        Err(Error::InvalidOption { option, .. }) => {
-            assert!(
-                invalid.contains(&option),
-                "start() refused {option}, invalid: {invalid:?}"
-            );
-            return;
-        }
-        Err(other) => panic!("start() failed: {other}"),
+    let Some(queue) = started(builder.start(), &invalid) else {
+        return;
     };
 
     let h = Harness {
@@ -482,13 +411,15 @@ fn run(input: Input) {
         partitions,
         batch_size,
         capacity,
-        sort,
+        sort: input.sort,
+        partition_by: input.partition_by,
         next_id: 0,
         pending: Vec::new(),
         accepted: 0,
         full: 0,
         failed: 0,
         failed_batches: 0,
+        panicked_batches: 0,
         calls: 0,
         stopped: false,
         together: BTreeMap::new(),
@@ -496,23 +427,27 @@ fn run(input: Input) {
 
     for op in input.ops.into_iter().take(MAX_OPS) {
         match op {
-            Op::Push { rank, poison } => {
-                let item = model.item(None, rank, poison);
+            Op::Push { key, rank, fault } => {
+                let route = model.unkeyed(key);
+                let item = model.item(route, rank, fault);
                 let result = h.queue.push(item.clone());
                 model.push_result(item, result);
             }
-            Op::PushMany(ranks) => {
-                let items: Vec<Item> = ranks
+            Op::PushMany(items) => {
+                let items: Vec<Item> = items
                     .into_iter()
                     .take(MAX_MANY)
-                    .map(|rank| model.item(None, rank, false))
+                    .map(|(key, rank)| {
+                        let route = model.unkeyed(key);
+                        model.item(route, rank, Fault::None)
+                    })
                     .collect();
                 let result = h.queue.push_many(items.clone());
                 model.push_many_result(items, result);
             }
             Op::PushKeyed { key, rank } => {
                 let key = key % 4;
-                let item = model.item(Some(key), rank, false);
+                let item = model.item(Route::Keyed(key), rank, Fault::None);
                 let result = h.queue.push_keyed(&key, item.clone());
                 model.push_result(item, result);
             }
@@ -528,21 +463,7 @@ fn run(input: Input) {
             }
             Op::Update(update) => {
                 let result = h.queue.update_options(update.to_options());
-                let invalid = update.invalid();
-                if invalid.is_empty() {
-                    assert_eq!(result, Ok(()), "valid update refused: {update:?}");
-                    if let Some(batch) = update.batch {
-                        model.batch_size = batch.size();
-                    }
-                } else {
-                    match result {
-                        Err(Error::InvalidOption { option, .. }) => assert!(
-                            invalid.contains(&option),
-                            "InvalidOption names {option}, invalid: {invalid:?}"
-                        ),
-                        other => panic!("invalid update {update:?} returned {other:?}"),
-                    }
-                }
+                model.batch_size = update.check(result, model.batch_size);
             }
             Op::Stop => {
                 h.check_at_rest(&model);
@@ -570,7 +491,10 @@ fn run(input: Input) {
     assert_eq!(stats.processed, model.accepted - model.failed, "{stats:?}");
     assert_eq!(stats.failed, model.failed, "{stats:?}");
     let seen = lock(&h.seen);
-    assert_eq!(seen.exceptions, 0);
+    assert_eq!(
+        seen.exceptions, model.panicked_batches,
+        "ProcessingException per panicked batch"
+    );
     assert_eq!(
         seen.failed, model.failed_batches,
         "ProcessingFailed per failed batch"
