@@ -51,12 +51,15 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::mem::MaybeUninit;
-use std::sync::Mutex as StdMutex;
 use std::time::Instant;
 
 use loom::sync::Arc;
 use loom::thread;
 use tidefall::loom_api::{Pushed, Segments};
+
+mod common;
+
+use common::Ledger;
 
 // ---------------------------------------------------------------------------------------------
 // Block accounting through the global allocator.
@@ -142,34 +145,8 @@ static ALLOC: CountingAlloc = CountingAlloc;
 // Items that record their drops.
 // ---------------------------------------------------------------------------------------------
 
-/// Drop counts per item id (below 64; writer `w`'s `s`-th item is `w * 10 + s`), for one
-/// execution of a model. Plain `std` (not loom) on purpose:
-/// it observes the model without adding scheduling points, and loom runs one thread at a time.
-struct Ledger {
-    drops: StdMutex<Vec<u8>>,
-}
-
-impl Ledger {
-    fn new() -> std::sync::Arc<Self> {
-        std::sync::Arc::new(Ledger {
-            drops: StdMutex::new(vec![0; 64]),
-        })
-    }
-
-    /// Asserts that exactly the items `ids` were dropped, each exactly once.
-    fn assert_dropped_once(&self, ids: &[u32]) {
-        let drops = self.drops.lock().expect("ledger lock");
-        for (i, &n) in drops.iter().enumerate() {
-            let expected = u8::from(ids.contains(&(i as u32)));
-            assert_eq!(
-                n, expected,
-                "item {i} dropped {n} times, expected {expected} (pushed: {ids:?})"
-            );
-        }
-    }
-}
-
-/// A queue item that records its drop in a [`Ledger`]. Over-aligned and padded so that no
+/// A queue item that records its drop in a [`Ledger`] (writer `w`'s `s`-th item has id
+/// `w * 10 + s`, below the ledger's 64). Over-aligned and padded so that no
 /// `Vec<Item>` buffer has the layout of a block's slot array (see [`block_slots_layout`]).
 #[repr(align(64))]
 struct Item {
@@ -190,7 +167,7 @@ impl Item {
 
 impl Drop for Item {
     fn drop(&mut self) {
-        self.ledger.drops.lock().expect("ledger lock")[self.id as usize] += 1;
+        self.ledger.record_drop(self.id);
     }
 }
 

@@ -25,7 +25,6 @@
 //!   that reads a value its owner has not published.
 #![cfg(loom)]
 
-use std::sync::Mutex as StdMutex;
 use std::time::Instant;
 
 use loom::sync::atomic::{AtomicBool, Ordering};
@@ -33,58 +32,9 @@ use loom::sync::Arc;
 use loom::thread;
 use tidefall::loom_api::Staged;
 
-/// Drop counts per item id (below 64), for one execution of a model. Plain `std`: it observes
-/// the model without adding scheduling points.
-struct Ledger {
-    drops: StdMutex<Vec<u8>>,
-}
+mod common;
 
-impl Ledger {
-    fn new() -> std::sync::Arc<Self> {
-        std::sync::Arc::new(Ledger {
-            drops: StdMutex::new(vec![0; 64]),
-        })
-    }
-
-    /// Asserts that exactly the items `ids` were dropped, each exactly once.
-    fn assert_dropped_once(&self, ids: &[u32]) {
-        let drops = self.drops.lock().expect("ledger lock");
-        for (i, &n) in drops.iter().enumerate() {
-            let expected = u8::from(ids.contains(&(i as u32)));
-            assert_eq!(
-                n, expected,
-                "item {i} dropped {n} times, expected {expected}"
-            );
-        }
-    }
-}
-
-/// An item that records its drop in a [`Ledger`].
-struct Item {
-    id: u32,
-    ledger: std::sync::Arc<Ledger>,
-}
-
-impl Item {
-    fn new(id: u32, ledger: &std::sync::Arc<Ledger>) -> Self {
-        Item {
-            id,
-            ledger: std::sync::Arc::clone(ledger),
-        }
-    }
-}
-
-impl Drop for Item {
-    fn drop(&mut self) {
-        self.ledger.drops.lock().expect("ledger lock")[self.id as usize] += 1;
-    }
-}
-
-impl std::fmt::Debug for Item {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Item({})", self.id)
-    }
-}
+use common::{Ledger, Tracked as Item};
 
 /// What one writer thread saw: ids accepted and ids given back, in push order.
 #[derive(Default)]

@@ -27,7 +27,6 @@
 //! threads without a happens-before edge (a slot lock or seal with a wrong ordering).
 #![cfg(loom)]
 
-use std::sync::Mutex as StdMutex;
 use std::time::Instant;
 
 use loom::sync::Arc;
@@ -35,62 +34,9 @@ use loom::thread;
 use tidefall::loom_api::{Refused, Tables, Write, Written};
 use tidefall::Entry;
 
-// ---------------------------------------------------------------------------------------------
-// Values that record their drops.
-// ---------------------------------------------------------------------------------------------
+mod common;
 
-/// Drop counts per value id (below 16), for one execution of a model. Plain `std` (not loom)
-/// on purpose: it observes the model without adding scheduling points.
-struct Ledger {
-    drops: StdMutex<Vec<u8>>,
-}
-
-impl Ledger {
-    fn new() -> std::sync::Arc<Self> {
-        std::sync::Arc::new(Ledger {
-            drops: StdMutex::new(vec![0; 16]),
-        })
-    }
-
-    /// Asserts that exactly the values `ids` were dropped, each exactly once.
-    fn assert_dropped_once(&self, ids: &[u32]) {
-        let drops = self.drops.lock().expect("ledger lock");
-        for (i, &n) in drops.iter().enumerate() {
-            let expected = u8::from(ids.contains(&(i as u32)));
-            assert_eq!(
-                n, expected,
-                "value {i} dropped {n} times, expected {expected} (written: {ids:?})"
-            );
-        }
-    }
-}
-
-/// A value that records its drop in a [`Ledger`].
-struct Val {
-    id: u32,
-    ledger: std::sync::Arc<Ledger>,
-}
-
-impl Val {
-    fn new(id: u32, ledger: &std::sync::Arc<Ledger>) -> Self {
-        Val {
-            id,
-            ledger: std::sync::Arc::clone(ledger),
-        }
-    }
-}
-
-impl Drop for Val {
-    fn drop(&mut self) {
-        self.ledger.drops.lock().expect("ledger lock")[self.id as usize] += 1;
-    }
-}
-
-impl std::fmt::Debug for Val {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Val({})", self.id)
-    }
-}
+use common::{Ledger, Tracked as Val};
 
 // ---------------------------------------------------------------------------------------------
 // Harness.
