@@ -25,8 +25,6 @@
 //!   that reads a value its owner has not published.
 #![cfg(loom)]
 
-use std::time::Instant;
-
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
@@ -34,7 +32,7 @@ use tidefall::loom_api::Staged;
 
 mod common;
 
-use common::{Ledger, Tracked as Item};
+use common::{model, Ledger, Tracked as Item};
 
 /// What one writer thread saw: ids accepted and ids given back, in push order.
 #[derive(Default)]
@@ -76,28 +74,6 @@ impl Outcome {
             }
         }
     }
-}
-
-/// Runs `f` under loom with the given preemption bound (`None`: exhaustive) and prints the
-/// model's time and number of executions.
-fn model<F>(preemption_bound: Option<usize>, f: F)
-where
-    F: Fn() + Sync + Send + 'static,
-{
-    let start = Instant::now();
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = preemption_bound;
-    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = std::sync::Arc::clone(&runs);
-    builder.check(move || {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        f();
-    });
-    eprintln!(
-        "model done in {:.2?}: {} executions",
-        start.elapsed(),
-        runs.load(std::sync::atomic::Ordering::Relaxed)
-    );
 }
 
 fn take(store: &Staged<Item>) -> Vec<Item> {

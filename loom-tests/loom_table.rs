@@ -27,8 +27,6 @@
 //! threads without a happens-before edge (a slot lock or seal with a wrong ordering).
 #![cfg(loom)]
 
-use std::time::Instant;
-
 use loom::sync::Arc;
 use loom::thread;
 use tidefall::loom_api::{Refused, Tables, Write, Written};
@@ -36,7 +34,7 @@ use tidefall::Entry;
 
 mod common;
 
-use common::{Ledger, Tracked as Val};
+use common::{model, Ledger, Tracked as Val};
 
 // ---------------------------------------------------------------------------------------------
 // Harness.
@@ -49,40 +47,6 @@ type Outcome = Result<Written, Refused>;
 /// A hash for slot `index` (in every table) with tag `tag`.
 fn hash(index: u64, tag: u64) -> u64 {
     (tag << 48) | index
-}
-
-/// Runs `f` under loom with the given preemption bound (`None`: exhaustive;
-/// `TIDEFALL_LOOM_BOUND=<n>|none` overrides it, for experiments). Prints the model's time and
-/// number of executions.
-fn model<F>(preemption_bound: Option<usize>, f: F)
-where
-    F: Fn() + Sync + Send + 'static,
-{
-    let start = Instant::now();
-    let mut builder = loom::model::Builder::new();
-    // A take, and the store's drop, touch every slot of a side: more atomic operations per
-    // execution than loom's default limit of 1000 branches (a limit meant to catch spin loops).
-    builder.max_branches = 200_000;
-    builder.preemption_bound = match std::env::var("TIDEFALL_LOOM_BOUND") {
-        Ok(bound) if bound == "none" => None,
-        Ok(bound) => Some(
-            bound
-                .parse()
-                .expect("TIDEFALL_LOOM_BOUND: a number or `none`"),
-        ),
-        Err(_) => preemption_bound,
-    };
-    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = std::sync::Arc::clone(&runs);
-    builder.check(move || {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        f();
-    });
-    eprintln!(
-        "model done in {:.2?}: {} executions",
-        start.elapsed(),
-        runs.load(std::sync::atomic::Ordering::Relaxed)
-    );
 }
 
 /// `put`, with `admit` always granting room; the value comes back on refusal.
