@@ -80,6 +80,55 @@ where
     thread::spawn(move || f(&store))
 }
 
+/// Spawns a writer that puts `key` with the value `id` (hash `h`) and returns the outcome.
+fn spawn_put(
+    store: &Arc<Store>,
+    ledger: &std::sync::Arc<Ledger>,
+    h: u64,
+    key: u32,
+    id: u32,
+) -> thread::JoinHandle<Outcome> {
+    let ledger = std::sync::Arc::clone(ledger);
+    spawn(store, move |s| put(s, h, key, Val::new(id, &ledger)))
+}
+
+/// Spawns a writer that puts `key` with the value `id` at `version`, with `put_newer`.
+fn spawn_put_newer(
+    store: &Arc<Store>,
+    ledger: &std::sync::Arc<Ledger>,
+    h: u64,
+    key: u32,
+    id: u32,
+    version: u64,
+) -> thread::JoinHandle<Outcome> {
+    let ledger = std::sync::Arc::clone(ledger);
+    spawn(store, move |s| {
+        put_newer(s, h, key, Val::new(id, &ledger), version)
+    })
+}
+
+/// Two writers of one key: exactly one inserted and the other replaced. Returns the value id
+/// that must be drained: the replacing writer's (writer `n` writes value `n`).
+fn one_insert_one_replace(r1: Outcome, r2: Outcome) -> u32 {
+    match (r1, r2) {
+        (Ok(Written::Inserted), Ok(Written::Replaced)) => 2,
+        (Ok(Written::Replaced), Ok(Written::Inserted)) => 1,
+        other => panic!("expected one insert and one replace, got {other:?}"),
+    }
+}
+
+/// Fills the probe window of index 0 in the first table: keys 10 and 11 (values 10 and 11).
+fn fill_window_of_index_0(store: &Store, ledger: &std::sync::Arc<Ledger>) {
+    assert_eq!(
+        put(store, hash(0, 1), 10, Val::new(10, ledger)),
+        Ok(Written::Inserted)
+    );
+    assert_eq!(
+        put(store, hash(0, 2), 11, Val::new(11, ledger)),
+        Ok(Written::Inserted)
+    );
+}
+
 /// Takes once into a fresh vector, checking the returned count.
 fn take(store: &Store) -> Out {
     let mut out = Vec::new();
@@ -121,17 +170,11 @@ fn same_key_claims_one_slot() {
         let ledger = Ledger::new();
         let store = Arc::new(Store::new());
         let h = hash(1, 7);
-        let l1 = std::sync::Arc::clone(&ledger);
-        let w1 = spawn(&store, move |s| put(s, h, 1, Val::new(1, &l1)));
-        let l2 = std::sync::Arc::clone(&ledger);
-        let w2 = spawn(&store, move |s| put(s, h, 1, Val::new(2, &l2)));
+        let w1 = spawn_put(&store, &ledger, h, 1, 1);
+        let w2 = spawn_put(&store, &ledger, h, 1, 2);
         let r1 = w1.join().expect("writer 1");
         let r2 = w2.join().expect("writer 2");
-        let last = match (r1, r2) {
-            (Ok(Written::Inserted), Ok(Written::Replaced)) => 2,
-            (Ok(Written::Replaced), Ok(Written::Inserted)) => 1,
-            other => panic!("expected one insert and one replace, got {other:?}"),
-        };
+        let last = one_insert_one_replace(r1, r2);
         assert_eq!(store.len(), 1);
         let out = take(&store);
         assert_eq!(summary(&out), vec![(1, last, 0, 0)]);
@@ -154,10 +197,8 @@ fn put_put_on_a_stored_key() {
             put(&store, h, 1, Val::new(0, &ledger)),
             Ok(Written::Inserted)
         );
-        let l1 = std::sync::Arc::clone(&ledger);
-        let w1 = spawn(&store, move |s| put(s, h, 1, Val::new(1, &l1)));
-        let l2 = std::sync::Arc::clone(&ledger);
-        let w2 = spawn(&store, move |s| put(s, h, 1, Val::new(2, &l2)));
+        let w1 = spawn_put(&store, &ledger, h, 1, 1);
+        let w2 = spawn_put(&store, &ledger, h, 1, 2);
         assert_eq!(w1.join().expect("writer 1"), Ok(Written::Replaced));
         assert_eq!(w2.join().expect("writer 2"), Ok(Written::Replaced));
         assert_eq!(store.len(), 1);
@@ -186,8 +227,7 @@ fn put_vs_delete_one_key() {
             put(&store, h, 1, Val::new(0, &ledger)),
             Ok(Written::Inserted)
         );
-        let l1 = std::sync::Arc::clone(&ledger);
-        let w1 = spawn(&store, move |s| put(s, h, 1, Val::new(1, &l1)));
+        let w1 = spawn_put(&store, &ledger, h, 1, 1);
         drop(
             store
                 .delete(h, &1)
@@ -219,10 +259,8 @@ fn put_newer_highest_version_wins() {
             put_newer(&store, h, 1, Val::new(0, &ledger), 1),
             Ok(Written::Inserted)
         );
-        let l1 = std::sync::Arc::clone(&ledger);
-        let w1 = spawn(&store, move |s| put_newer(s, h, 1, Val::new(1, &l1), 2));
-        let l2 = std::sync::Arc::clone(&ledger);
-        let w2 = spawn(&store, move |s| put_newer(s, h, 1, Val::new(2, &l2), 3));
+        let w1 = spawn_put_newer(&store, &ledger, h, 1, 1, 2);
+        let w2 = spawn_put_newer(&store, &ledger, h, 1, 2, 3);
         let r1 = w1.join().expect("writer 1");
         let r2 = w2.join().expect("writer 2");
         assert_eq!(r2, Ok(Written::Replaced));
@@ -285,8 +323,7 @@ fn write_racing_close_for_good() {
     model(None, || {
         let ledger = Ledger::new();
         let store = Arc::new(Store::new());
-        let l = std::sync::Arc::clone(&ledger);
-        let writer = spawn(&store, move |s| put(s, hash(1, 1), 1, Val::new(1, &l)));
+        let writer = spawn_put(&store, &ledger, hash(1, 1), 1, 1);
         let mut closed = Vec::new();
         let n = store.close_for_good(&mut closed);
         assert_eq!(n, closed.len());
@@ -316,26 +353,13 @@ fn growth_racing_a_put_of_the_same_key() {
     model(Some(3), || {
         let ledger = Ledger::new();
         let store = Arc::new(Store::new());
-        assert_eq!(
-            put(&store, hash(0, 1), 10, Val::new(10, &ledger)),
-            Ok(Written::Inserted)
-        );
-        assert_eq!(
-            put(&store, hash(0, 2), 11, Val::new(11, &ledger)),
-            Ok(Written::Inserted)
-        );
+        fill_window_of_index_0(&store, &ledger);
         let h = hash(0, 3);
-        let l1 = std::sync::Arc::clone(&ledger);
-        let w1 = spawn(&store, move |s| put(s, h, 1, Val::new(1, &l1)));
-        let l2 = std::sync::Arc::clone(&ledger);
-        let w2 = spawn(&store, move |s| put(s, h, 1, Val::new(2, &l2)));
+        let w1 = spawn_put(&store, &ledger, h, 1, 1);
+        let w2 = spawn_put(&store, &ledger, h, 1, 2);
         let r1 = w1.join().expect("writer 1");
         let r2 = w2.join().expect("writer 2");
-        let last = match (r1, r2) {
-            (Ok(Written::Inserted), Ok(Written::Replaced)) => 2,
-            (Ok(Written::Replaced), Ok(Written::Inserted)) => 1,
-            other => panic!("expected one insert and one replace, got {other:?}"),
-        };
+        let last = one_insert_one_replace(r1, r2);
         assert_eq!(store.len(), 3);
         let out = take(&store);
         assert_eq!(
@@ -357,16 +381,8 @@ fn growth_racing_the_tick() {
     model(Some(3), || {
         let ledger = Ledger::new();
         let store = Arc::new(Store::new());
-        assert_eq!(
-            put(&store, hash(0, 1), 10, Val::new(10, &ledger)),
-            Ok(Written::Inserted)
-        );
-        assert_eq!(
-            put(&store, hash(0, 2), 11, Val::new(11, &ledger)),
-            Ok(Written::Inserted)
-        );
-        let l = std::sync::Arc::clone(&ledger);
-        let writer = spawn(&store, move |s| put(s, hash(0, 3), 1, Val::new(1, &l)));
+        fill_window_of_index_0(&store, &ledger);
+        let writer = spawn_put(&store, &ledger, hash(0, 3), 1, 1);
         let first = take(&store);
         assert_eq!(writer.join().expect("writer"), Ok(Written::Inserted));
         let second = take(&store);
