@@ -191,6 +191,28 @@ impl Pushed {
     }
 }
 
+/// Runs the first `threads` step lists of `input` at once, thread `t` on its steps (at most
+/// `MAX_STEPS`), and returns what each thread reports, in thread order.
+fn on_threads<R: Send>(
+    input: &Input,
+    threads: usize,
+    work: impl Fn(usize, &[Step]) -> R + Sync,
+) -> Vec<R> {
+    std::thread::scope(|s| {
+        let work = &work;
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let steps = &input.threads[t][..];
+                s.spawn(move || work(t, &steps[..steps.len().min(MAX_STEPS)]))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a writer thread panicked"))
+            .collect()
+    })
+}
+
 fn queue_thread(queue: &Queue<Item>, thread: usize, steps: &[Step]) -> Pushed {
     let mut pushed = Pushed::default();
     let mut seq = 0;
@@ -262,18 +284,7 @@ fn run_queue(input: &Input, threads: usize) {
         })
         .start()
         .expect("valid options");
-    let pushed: Vec<Pushed> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let (queue, steps) = (&queue, &input.threads[t][..]);
-                s.spawn(move || queue_thread(queue, t, &steps[..steps.len().min(MAX_STEPS)]))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a producer panicked"))
-            .collect()
-    });
+    let pushed: Vec<Pushed> = on_threads(input, threads, |t, steps| queue_thread(&queue, t, steps));
     assert_eq!(queue.stop(), Ok(()));
 
     let sink = lock(&sink);
@@ -442,18 +453,7 @@ fn run_map(input: &Input, threads: usize) {
         })
         .start()
         .expect("valid options");
-    let written: Vec<Written> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let (map, steps) = (&map, &input.threads[t][..]);
-                s.spawn(move || map_thread(map, t, &steps[..steps.len().min(MAX_STEPS)]))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a writer panicked"))
-            .collect()
-    });
+    let written: Vec<Written> = on_threads(input, threads, |t, steps| map_thread(&map, t, steps));
     assert_eq!(map.stop(), Ok(()));
 
     let sink = lock(&sink);
