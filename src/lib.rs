@@ -117,6 +117,7 @@
 //! (`loom-tests/`), the proptest models (`proptests/`), the fuzz targets (`fuzz/`) and Miri
 //! check it; see the README for the commands.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
@@ -138,7 +139,7 @@ pub use options::{BatchSize, Error, OptionsUpdate, PushError};
 pub use processor::{ProcessOutcome, Processor};
 pub use queue::{Queue, QueueBuilder};
 pub use telemetry::{
-    Event, FailureReason, Observer, PartitionStart, PartitionStop, ProcessingException,
+    BatchStop, Event, FailureReason, Observer, PartitionStart, PartitionStop, ProcessingException,
     ProcessingFailed, ProcessingStart, ProcessingStop, Rejected, Stats, StopReason,
 };
 

@@ -1,6 +1,7 @@
 //! The [`Processor`] trait: what a buffer hands its batches to.
 
 use std::fmt::Display;
+use std::time::Instant;
 
 /// Receives the batches of a buffer: `Vec<T>` for a `Queue<T>`.
 ///
@@ -25,6 +26,20 @@ use std::fmt::Display;
 pub trait Processor<B>: Send + Sync + 'static {
     /// Processes one batch. `Err` carries the failure's description.
     fn process(&self, batch: B) -> Result<(), String>;
+
+    /// Processes one batch of a cycle that must end by `deadline`: the cycle's start plus
+    /// `processing_timeout`. This is what the engine calls.
+    ///
+    /// The default calls [`process`](Self::process) and ignores the deadline: a
+    /// synchronous call cannot be pre-empted, so the engine's watchdog gives up on it
+    /// instead (see the crate docs). A processor that can stop early (an async one, which
+    /// the `tokio` feature cancels at the deadline; an exporter with a request timeout)
+    /// gives up at `deadline` and returns `Err`: a call that returns `Err` at or after its
+    /// deadline fails the cycle as a timeout, exactly as if the watchdog had fired.
+    fn process_until(&self, batch: B, deadline: Instant) -> Result<(), String> {
+        let _ = deadline;
+        self.process(batch)
+    }
 }
 
 /// What a processor closure may return: `()` or `Result<(), E: Display>`.

@@ -159,6 +159,30 @@ pub struct ProcessingFailed<'a> {
     pub system_time: SystemTime,
     /// What went wrong.
     pub reason: &'a FailureReason,
+    /// How many items were lost: the batch's for a panic or an `Err`, the cycle's items not
+    /// yet settled for a timeout (0 when the cycle was given up on before it took anything,
+    /// its pool being busy: the items stay for the next cycle). The counts of all
+    /// `ProcessingFailed` events sum to [`Stats::failed`].
+    pub count: u64,
+}
+
+/// A processor call returned (or was given up on): one per call, so their count is
+/// [`Stats::batches`].
+#[derive(Debug, Clone)]
+pub struct BatchStop<'a> {
+    /// The buffer's name.
+    pub buffer: &'a str,
+    /// The partition's index.
+    pub partition: usize,
+    /// Items in the batch.
+    pub size: usize,
+    /// How long the call ran.
+    pub duration: Duration,
+    /// The call returned normally and its items count as processed; `false` when it
+    /// panicked, returned `Err`, or returned after its cycle timed out (the items are then
+    /// counted in a `ProcessingFailed`). The sizes of the processed batches sum to
+    /// [`Stats::processed`].
+    pub processed: bool,
 }
 
 /// Writes refused with `PushError::Full` since the partition's previous report: one per
@@ -189,6 +213,8 @@ pub enum Event<'a> {
     ProcessingException(ProcessingException<'a>),
     /// A batch or cycle failed.
     ProcessingFailed(ProcessingFailed<'a>),
+    /// A processor call returned.
+    BatchStop(BatchStop<'a>),
     /// Writes were refused for capacity.
     Rejected(Rejected<'a>),
 }

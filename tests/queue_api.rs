@@ -727,6 +727,21 @@ fn a_successful_tick_reports_start_then_stop_with_its_size() {
                 partition: 0
             },
             Ev::ProcessingStart { partition: 0 },
+            Ev::BatchStop {
+                partition: 0,
+                size: 10,
+                processed: true
+            },
+            Ev::BatchStop {
+                partition: 0,
+                size: 10,
+                processed: true
+            },
+            Ev::BatchStop {
+                partition: 0,
+                size: 5,
+                processed: true
+            },
             Ev::ProcessingStop {
                 partition: 0,
                 size: 25

@@ -27,7 +27,12 @@ fn processing_events(recorder: &Recorder) -> Vec<Ev> {
     recorder
         .events()
         .into_iter()
-        .filter(|e| !matches!(e, Ev::PartitionStart { .. } | Ev::PartitionStop { .. }))
+        .filter(|e| {
+            !matches!(
+                e,
+                Ev::PartitionStart { .. } | Ev::PartitionStop { .. } | Ev::BatchStop { .. }
+            )
+        })
         .collect()
 }
 
@@ -73,6 +78,7 @@ fn a_panicking_call_loses_its_batch_only_and_is_reported_twice() {
             partition: 0,
             reason,
             reason_debug,
+            count: 1,
         } => {
             assert!(reason.contains("boom 3"), "{reason}");
             assert!(reason_debug.contains("boom 3"), "{reason_debug}");
@@ -85,6 +91,18 @@ fn a_panicking_call_loses_its_batch_only_and_is_reported_twice() {
             partition: 0,
             size: 6
         }
+    );
+    assert_eq!(
+        recorder.batch_stops(),
+        vec![
+            (1, true),
+            (1, true),
+            (1, true),
+            (1, false),
+            (1, true),
+            (1, true)
+        ],
+        "one BatchStop per call, the panicking one not processed"
     );
     let stats = q.stats();
     assert_eq!(stats.processed, 5);
@@ -172,6 +190,7 @@ fn an_err_is_reported_as_processing_failed_only_with_its_text() {
             partition: 0,
             reason,
             reason_debug,
+            count: 3,
         } => {
             assert!(reason.contains("bad batch starting at 3"), "{reason}");
             assert!(
@@ -187,6 +206,10 @@ fn an_err_is_reported_as_processing_failed_only_with_its_text() {
             partition: 0,
             size: 10
         }
+    );
+    assert_eq!(
+        recorder.batch_stops(),
+        vec![(3, true), (3, false), (3, true), (1, true)]
     );
     let stats = q.stats();
     assert_eq!(stats.failed, 3);
@@ -307,6 +330,7 @@ fn a_timed_out_cycle_is_failed_and_the_partition_moves_on() {
             partition: 0,
             reason,
             reason_debug,
+            count: 3,
         } => {
             assert_eq!(reason, "timeout");
             assert!(

@@ -64,6 +64,7 @@ fn process<S: Store>(
                 drop(state);
                 telemetry.settled(taken, false);
                 drop_quietly(items);
+                failed(core, partition, &FailureReason::Timeout, taken);
                 core.report_rejected(partition);
                 return;
             }
@@ -122,23 +123,38 @@ fn process<S: Store>(
             .batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let call_started = Instant::now();
-        let outcome = call_capturing(|| core.processor.process(batch));
+        let outcome = call_capturing(|| core.processor.process_until(batch, cycle.deadline));
+        let duration = call_started.elapsed();
+        if matches!(outcome, Ok(Err(_))) && Instant::now() >= cycle.deadline {
+            // A processor that gives up at its deadline (an async one is cancelled there)
+            // failed the cycle by timing out: fail it as the watchdog would, at once.
+            core.check_timeout(partition, Instant::now());
+        }
         let mut state = cycle.lock();
         if state.timed_out {
+            // The watchdog counted this batch failed with the rest of the cycle.
+            drop(state);
+            batch_stop(core, partition, len, duration, false);
+            drop_quietly(outcome);
             break;
         }
         state.remaining -= len;
         drop(state);
         match outcome {
-            Ok(Ok(())) => telemetry.settled(len, true),
+            Ok(Ok(())) => {
+                telemetry.settled(len, true);
+                batch_stop(core, partition, len, duration, true);
+            }
             Ok(Err(text)) => {
                 telemetry.settled(len, false);
-                failed(core, partition, &FailureReason::Error(text));
+                batch_stop(core, partition, len, duration, false);
+                failed(core, partition, &FailureReason::Error(text), len);
             }
             Err(panic) => {
                 telemetry.settled(len, false);
+                batch_stop(core, partition, len, duration, false);
                 let reason = report_panic(core, partition, call_started, &panic);
-                failed(core, partition, &reason);
+                failed(core, partition, &reason, len);
                 drop_quietly(panic);
             }
         }
@@ -175,14 +191,33 @@ fn report_panic<S: Store>(
     reason
 }
 
-fn failed<S: Store>(core: &Core<S>, partition: usize, reason: &FailureReason) {
+/// Emits `ProcessingFailed` for `count` items lost.
+fn failed<S: Store>(core: &Core<S>, partition: usize, reason: &FailureReason, count: usize) {
     core.telemetry
         .emit(Event::ProcessingFailed(telemetry::ProcessingFailed {
             buffer: core.name(),
             partition,
             system_time: SystemTime::now(),
             reason,
+            count: count as u64,
         }));
+}
+
+/// Emits `BatchStop` for a processor call of `size` items.
+fn batch_stop<S: Store>(
+    core: &Core<S>,
+    partition: usize,
+    size: usize,
+    duration: std::time::Duration,
+    processed: bool,
+) {
+    core.telemetry.emit(Event::BatchStop(telemetry::BatchStop {
+        buffer: core.name(),
+        partition,
+        size,
+        duration,
+        processed,
+    }));
 }
 
 /// The text of a panic payload: `panic!` gives a `&str` or a `String`.

@@ -347,6 +347,7 @@ impl<S: Store> Core<S> {
                 partition,
                 system_time: SystemTime::now(),
                 reason: &FailureReason::Timeout,
+                count: lost as u64,
             }));
     }
 

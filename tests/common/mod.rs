@@ -41,6 +41,13 @@ pub enum Ev {
         reason: String,
         /// The reason's `Debug`.
         reason_debug: String,
+        /// Items lost.
+        count: u64,
+    },
+    BatchStop {
+        partition: usize,
+        size: usize,
+        processed: bool,
     },
     Rejected {
         partition: usize,
@@ -94,6 +101,15 @@ impl Ev {
                     partition: e.partition,
                     reason: e.reason.to_string(),
                     reason_debug: format!("{:?}", e.reason),
+                    count: e.count,
+                },
+            ),
+            Event::BatchStop(e) => (
+                e.buffer.to_owned(),
+                Ev::BatchStop {
+                    partition: e.partition,
+                    size: e.size,
+                    processed: e.processed,
                 },
             ),
             Event::Rejected(e) => (
@@ -115,6 +131,7 @@ impl Ev {
             | Ev::ProcessingStop { partition, .. }
             | Ev::ProcessingException { partition, .. }
             | Ev::ProcessingFailed { partition, .. }
+            | Ev::BatchStop { partition, .. }
             | Ev::Rejected { partition, .. } => Some(*partition),
             Ev::Other => None,
         }
@@ -166,6 +183,30 @@ impl Recorder {
             .into_iter()
             .filter(|e| matches!(e, Ev::ProcessingFailed { .. }))
             .collect()
+    }
+
+    /// `(size, processed)` of every processor call, in the order reported.
+    pub fn batch_stops(&self) -> Vec<(usize, bool)> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Ev::BatchStop {
+                    size, processed, ..
+                } => Some((size, processed)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The sum of the `count`s of the `ProcessingFailed` events.
+    pub fn failed_sum(&self) -> u64 {
+        self.events()
+            .iter()
+            .map(|e| match e {
+                Ev::ProcessingFailed { count, .. } => *count,
+                _ => 0,
+            })
+            .sum()
     }
 
     pub fn exceptions(&self) -> Vec<Ev> {
