@@ -516,6 +516,38 @@ where
         self
     }
 
+    /// An async function as the processor (required, instead of `processor`): each batch's
+    /// future runs on `runtime`, and `processing_timeout` cancels it. See
+    /// [`QueueBuilder::processor_async`](crate::QueueBuilder::processor_async).
+    ///
+    /// ```
+    /// use tidefall::{Entry, HashMap};
+    ///
+    /// let runtime = tokio::runtime::Runtime::new().unwrap();
+    /// let map = HashMap::<u32, f64>::builder()
+    ///     .processor_async(runtime.handle().clone(), |entries: Vec<Entry<u32, f64>>| async move {
+    ///         assert_eq!(entries.len(), 1);
+    ///     })
+    ///     .start()?;
+    /// map.put(1, 0.5).unwrap();
+    /// map.put(1, 0.7).unwrap();
+    /// map.stop()?;
+    /// assert_eq!(map.stats().processed, 1);
+    /// # Ok::<(), tidefall::Error>(())
+    /// ```
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn processor_async<F, Fut, R>(self, runtime: tokio::runtime::Handle, process: F) -> Self
+    where
+        F: Fn(Vec<Entry<K, V>>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = R> + Send + 'static,
+        R: crate::ProcessOutcome + Send + 'static,
+    {
+        self.processor(crate::async_processor::AsyncProcessor::new(
+            runtime, process,
+        ))
+    }
+
     /// The hasher for keys: it picks a key's partition and its place in the partition's
     /// table. Default: [`DefaultHashBuilder`].
     pub fn hasher<S2>(self, hasher: S2) -> HashMapBuilder<K, V, S2>

@@ -121,6 +121,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "tokio")]
+mod async_processor;
 mod engine;
 mod entry;
 mod hash_map;

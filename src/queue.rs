@@ -438,6 +438,47 @@ impl<T: Send + 'static> QueueBuilder<T> {
         self
     }
 
+    /// An async function as the processor (required, instead of `processor`): each batch's
+    /// future runs on `runtime`, and `processing_timeout` cancels it. The future may return
+    /// `()` or `Result<(), E: Display>`, as a [`Processor`] closure does. A panic, an `Err`
+    /// or a cancellation fails the batch as for a synchronous processor; a cancelled cycle
+    /// is reported with reason `Timeout`.
+    ///
+    /// The runtime must be running while the buffer works: a multi-thread runtime, or a
+    /// current-thread one while its `block_on` runs; it needs its time driver
+    /// (`enable_time`) for the timeout. Call `flush` and `stop` from outside async code (or
+    /// in `spawn_blocking`): they wait for the processor.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tidefall::Queue;
+    ///
+    /// let runtime = tokio::runtime::Runtime::new().unwrap();
+    /// let queue = Queue::<String>::builder()
+    ///     .processing_timeout(Duration::from_secs(5))
+    ///     .processor_async(runtime.handle().clone(), |batch: Vec<String>| async move {
+    ///         tokio::time::sleep(Duration::from_millis(1)).await; // an async export
+    ///         println!("exported {} spans", batch.len());
+    ///     })
+    ///     .start()?;
+    /// queue.push("span".to_owned()).unwrap();
+    /// queue.stop()?;
+    /// assert_eq!(queue.stats().processed, 1);
+    /// # Ok::<(), tidefall::Error>(())
+    /// ```
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn processor_async<F, Fut, R>(self, runtime: tokio::runtime::Handle, process: F) -> Self
+    where
+        F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = R> + Send + 'static,
+        R: crate::ProcessOutcome + Send + 'static,
+    {
+        self.processor(crate::async_processor::AsyncProcessor::new(
+            runtime, process,
+        ))
+    }
+
     /// Routes each item by a key derived from it instead of by producer thread: items with
     /// equal keys share a partition and keep their push order.
     pub fn partition_by<K, F>(mut self, key: F) -> Self
