@@ -125,6 +125,7 @@
 mod async_processor;
 mod engine;
 mod entry;
+mod global;
 mod hash_map;
 mod options;
 mod partition;
@@ -136,6 +137,7 @@ mod sync;
 mod telemetry;
 
 pub use entry::Entry;
+pub use global::{Global, Instances};
 pub use hash_map::{monotonic_version, HashMap, HashMapBuilder};
 pub use options::{BatchSize, Error, OptionsUpdate, PushError};
 pub use processor::{ProcessOutcome, Processor};
