@@ -123,6 +123,9 @@
 
 #[cfg(feature = "tokio")]
 mod async_processor;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub mod config;
 mod engine;
 mod entry;
 mod global;

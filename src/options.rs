@@ -248,6 +248,12 @@ pub(crate) struct Options {
     pub(crate) capacity: Option<usize>,
     pub(crate) observers: Vec<Arc<dyn Observer>>,
     pub(crate) thread_pool: Option<Arc<rayon::ThreadPool>>,
+    /// The config layers, applied under the explicit calls by `resolve`.
+    #[cfg(feature = "serde")]
+    pub(crate) config: Option<crate::config::Config>,
+    /// The options set by builder calls, which config layers never override.
+    #[cfg(feature = "serde")]
+    pub(crate) explicit: crate::config::Explicit,
 }
 
 /// Options after validation, with defaults filled in.
@@ -266,7 +272,18 @@ pub(crate) struct Resolved {
 pub(crate) const MAX_PARTITIONS: usize = 1 << 16;
 
 impl Options {
+    /// Validates the options, after laying them over the config's layers (the `serde`
+    /// feature), and fills in the defaults.
     pub(crate) fn resolve(self) -> Result<Resolved, Error> {
+        #[cfg(feature = "serde")]
+        if self.config.is_some() {
+            return crate::config::resolve(self);
+        }
+        self.checked()
+    }
+
+    /// Validates the options as they stand and fills in the defaults.
+    pub(crate) fn checked(self) -> Result<Resolved, Error> {
         let partitions = match self.partitions {
             Some(0) => return Err(invalid("partitions", "must be at least 1")),
             Some(n) if n > MAX_PARTITIONS => {
@@ -320,18 +337,30 @@ macro_rules! option_setters {
         /// cores.
         pub fn partitions(mut self, partitions: usize) -> Self {
             self.options.partitions = Some(partitions);
+            #[cfg(feature = "serde")]
+            self.options
+                .explicit
+                .insert($crate::config::Opt::Partitions);
             self
         }
 
         /// Time between ticks (> 0). Default: 5 s.
         pub fn processing_interval(mut self, interval: std::time::Duration) -> Self {
             self.options.runtime.processing_interval = interval;
+            #[cfg(feature = "serde")]
+            self.options
+                .explicit
+                .insert($crate::config::Opt::ProcessingInterval);
             self
         }
 
         /// Items per processor call (`Items(n)`, n ≥ 1, or `Table`). Default: `Items(10)`.
         pub fn processing_batch_size(mut self, size: impl Into<$crate::BatchSize>) -> Self {
             self.options.runtime.processing_batch_size = size.into();
+            #[cfg(feature = "serde")]
+            self.options
+                .explicit
+                .insert($crate::config::Opt::ProcessingBatchSize);
             self
         }
 
@@ -339,6 +368,10 @@ macro_rules! option_setters {
         /// Default: 60 s.
         pub fn processing_timeout(mut self, timeout: std::time::Duration) -> Self {
             self.options.runtime.processing_timeout = timeout;
+            #[cfg(feature = "serde")]
+            self.options
+                .explicit
+                .insert($crate::config::Opt::ProcessingTimeout);
             self
         }
 
@@ -346,12 +379,20 @@ macro_rules! option_setters {
         /// trigger, not a cap. Default: off.
         pub fn drain_threshold(mut self, threshold: usize) -> Self {
             self.options.runtime.drain_threshold = Some(threshold);
+            #[cfg(feature = "serde")]
+            self.options
+                .explicit
+                .insert($crate::config::Opt::DrainThreshold);
             self
         }
 
         /// The longest a reached `drain_threshold` waits for its drain (> 0). Default: 1 s.
         pub fn drain_check_interval(mut self, interval: std::time::Duration) -> Self {
             self.options.runtime.drain_check_interval = interval;
+            #[cfg(feature = "serde")]
+            self.options
+                .explicit
+                .insert($crate::config::Opt::DrainCheckInterval);
             self
         }
 
@@ -359,6 +400,19 @@ macro_rules! option_setters {
         /// [`PushError::Full`](crate::PushError::Full) with the item. Default: unbounded.
         pub fn capacity(mut self, capacity: usize) -> Self {
             self.options.capacity = Some(capacity);
+            #[cfg(feature = "serde")]
+            self.options.explicit.insert($crate::config::Opt::Capacity);
+            self
+        }
+
+        /// Layers options from config files, TOML text, providers and environment variables
+        /// under this builder's explicit calls, which win wherever they sit in the chain;
+        /// see [`config`](crate::config) for the precedence and the errors. A second call
+        /// replaces the first. Needs the `serde` feature.
+        #[cfg(feature = "serde")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+        pub fn config(mut self, config: $crate::config::Config) -> Self {
+            self.options.config = Some(config);
             self
         }
 
