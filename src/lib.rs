@@ -130,6 +130,9 @@ mod engine;
 mod entry;
 mod global;
 mod hash_map;
+#[cfg(any(feature = "tracing", feature = "metrics"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "tracing", feature = "metrics"))))]
+pub mod observe;
 mod options;
 mod partition;
 mod processor;
