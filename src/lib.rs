@@ -97,7 +97,9 @@
 //! | `observer` | none | several allowed |
 //! | `thread_pool` | one shared pool, one thread per core | |
 //!
-//! An invalid option makes `start()` fail with [`Error::InvalidOption`] naming it.
+//! An invalid option makes `start()` fail with [`Error::InvalidOption`] naming it. With the
+//! `serde` feature, `config(..)` layers the same options from config files and environment
+//! variables under the explicit calls (see `config`).
 //!
 //! # Failure isolation and timeouts
 //!
@@ -110,6 +112,21 @@
 //! never processed). The partition's next cycles run without waiting for it, so the stuck
 //! call's items may reach an external system after later ones: the order guarantee covers
 //! the items counted as processed.
+//!
+//! # Features
+//!
+//! None is on by default; each adds one integration with the ecosystem:
+//!
+//! | feature | adds |
+//! |---|---|
+//! | `opentelemetry` | `otel`: span and log processors for `opentelemetry_sdk`, built on [`Queue`] |
+//! | `tracing` | `observe::TracingObserver`: events as `tracing` events |
+//! | `metrics` | `observe::MetricsObserver`: counters and histograms through `metrics` |
+//! | `tokio` | `processor_async` on both builders: async processors, cancelled at `processing_timeout` |
+//! | `serde` | `config`: serializable options, layered from files and the environment |
+//!
+//! Without a feature, [`Global`] and [`Instances`] declare process-wide buffers in a
+//! `static`, started on first use.
 //!
 //! # Checking
 //!
