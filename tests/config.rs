@@ -533,3 +533,43 @@ fn values_in_their_serialized_forms() {
     let error = parse("capacty = 3").unwrap_err().to_string();
     assert!(error.contains("capacty"), "{error}");
 }
+
+/// A `Global` declared in a `static` starts lazily with its layered config: the file's table
+/// and the environment apply at the first `get`, and not before.
+#[test]
+fn a_global_starts_lazily_with_its_layered_config() {
+    use tidefall::Global;
+
+    static BATCHES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+    static EVENTS: Global<Queue<u32>> = Global::new(|| {
+        Queue::builder()
+            .name("cfg-global")
+            .partitions(1)
+            .processing_interval(NEVER)
+            .config(
+                Config::new()
+                    .toml("[cfg-global]\ncapacity = 5\nprocessing_batch_size = 2\n")
+                    .env(),
+            )
+            .processor(|batch: Vec<u32>| BATCHES.lock().unwrap().push(batch.len()))
+            .start()
+    });
+
+    // Set before the first use: the environment is read when the global starts.
+    std::env::set_var(env_var("cfg-global", "processing_batch_size"), "3");
+    assert!(EVENTS.get_started().is_none());
+    let events = EVENTS.get().unwrap();
+    for i in 0..5 {
+        events.push(i).unwrap();
+    }
+    assert!(
+        matches!(events.push(5), Err(PushError::Full(5))),
+        "capacity 5 from the TOML layer"
+    );
+    events.stop().unwrap();
+    assert_eq!(
+        *BATCHES.lock().unwrap(),
+        vec![3, 2],
+        "batch size 3 from the environment, over the TOML's 2"
+    );
+}
