@@ -5,6 +5,8 @@ use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use arrayvec::ArrayVec;
+
 use crate::engine::{Core, Sorter};
 use crate::options::{option_setters, Error, Options, OptionsUpdate};
 use crate::partition::Store;
@@ -323,18 +325,16 @@ impl<T: Send + 'static> Queue<T> {
         let core = &*self.handle.core;
         let partition = routing::by_thread(thread, core.partitions.len());
         let store = &core.partitions[partition].store;
+        // An `ArrayVec`, not `[Option<T>; CHUNK]`: no tag to write and test per item, and no
+        // 16 `None`s to store per chunk.
+        let mut chunk = ArrayVec::<T, CHUNK>::new();
         loop {
-            let mut chunk: [Option<T>; CHUNK] = [const { None }; CHUNK];
-            let mut len = 0;
-            for (slot, item) in chunk.iter_mut().zip(&mut items) {
-                *slot = Some(item);
-                len += 1;
-            }
-            if len == 0 {
+            chunk.extend(items.by_ref().take(CHUNK));
+            if chunk.is_empty() {
                 return Ok(());
             }
-            let pulled = chunk[..len].iter_mut().map_while(Option::take);
-            match store.extend_from(thread, ExactLen(pulled, len)) {
+            // `drain` runs no user code: the store's write contract holds.
+            match store.extend_from(thread, chunk.drain(..)) {
                 Ok(crossed) => {
                     if crossed {
                         core.request_drain(partition);
@@ -521,28 +521,6 @@ impl<T: Send + 'static> QueueBuilder<T> {
         })
     }
 }
-
-/// An iterator that yields exactly `.1` items: `map_while` over a chunk's filled slots, which
-/// the standard library cannot size.
-struct ExactLen<I>(I, usize);
-
-impl<I: Iterator> Iterator for ExactLen<I> {
-    type Item = I::Item;
-
-    #[inline]
-    fn next(&mut self) -> Option<I::Item> {
-        let item = self.0.next()?;
-        self.1 -= 1;
-        Some(item)
-    }
-
-    #[inline]
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.1, Some(self.1))
-    }
-}
-
-impl<I: Iterator> ExactSizeIterator for ExactLen<I> {}
 
 #[cfg(all(test, not(loom)))]
 mod tests {

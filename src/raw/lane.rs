@@ -149,13 +149,15 @@ impl<T> Lane<T> {
         n
     }
 
-    /// Appends every item, in order, with one publication; returns the position of the first.
+    /// Appends every item, in order, with one publication; returns the position of the first
+    /// and how many were written (counted here, so an iterator's length hint is never
+    /// trusted).
     ///
     /// # Safety
     ///
     /// As for [`Lane::write`], and `items` does not panic: the values written before a panic
     /// would stay unpublished, and the owner's block pointer could be past them.
-    pub(crate) unsafe fn write_all(&self, items: impl Iterator<Item = T>) -> u64 {
+    pub(crate) unsafe fn write_all(&self, items: impl Iterator<Item = T>) -> (u64, u64) {
         // Relaxed: as in `write`.
         let first = self.written.load(Ordering::Relaxed);
         let mut n = first;
@@ -180,7 +182,7 @@ impl<T> Lane<T> {
         }
         // Release: as in `write`, for all of them at once.
         self.written.store(n, Ordering::Release);
-        first
+        (first, n - first)
     }
 
     /// The owner's block for value `n`, linking a fresh one at a block boundary.

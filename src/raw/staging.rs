@@ -122,16 +122,17 @@ impl<T: Send> Staged<T> {
 
     /// [`Staged::extend`] without a `Vec`: a lane owner writes the items straight from the
     /// iterator; a writer to the shared segments collects them first. `items` must not
-    /// panic: the owner's write publishes them once, after the last one.
+    /// panic, nor push to this store: the owner's write publishes them once, after the last
+    /// one.
     pub fn extend_from(
         &self,
         thread: usize,
-        items: impl ExactSizeIterator<Item = T>,
+        items: impl Iterator<Item = T>,
     ) -> Result<bool, Vec<T>> {
-        let count = items.len() as u64;
         if let Some(lane) = self.own_lane(thread) {
-            // SAFETY: as in `push`; the iterator does not panic (this function's contract).
-            let first = unsafe { lane.write_all(items) };
+            // SAFETY: as in `push`; the iterator neither panics nor writes to this store (this
+            // function's contract), so the owner's write is not interleaved with another.
+            let (first, count) = unsafe { lane.write_all(items) };
             return self.after_lane_write(lane, first, count);
         }
         self.extend(thread, items.collect())
@@ -141,15 +142,14 @@ impl<T: Send> Staged<T> {
     /// items given back were not accepted; the others were (a close for good can cut a batch
     /// in two).
     pub fn extend(&self, thread: usize, items: Vec<T>) -> Result<bool, Vec<T>> {
-        let count = items.len() as u64;
         if let Some(lane) = self.own_lane(thread) {
             // SAFETY: as in `push`.
-            let first = unsafe { lane.write_all(items.into_iter()) };
+            let (first, count) = unsafe { lane.write_all(items.into_iter()) };
             return self.after_lane_write(lane, first, count);
         }
         if let Some(lane) = self.install(thread) {
             // SAFETY: `install` made the calling thread the lane's owner.
-            let first = unsafe { lane.write_all(items.into_iter()) };
+            let (first, count) = unsafe { lane.write_all(items.into_iter()) };
             return self.after_lane_write(lane, first, count);
         }
         let mut rest = items.into_iter();
