@@ -94,6 +94,79 @@
 //! the provider and keep another to read the counters. Register only one clone per
 //! provider; two would each receive, and export, every span.
 
+/// The knob setters and `Debug` of both builders, which differ only in their words: the
+/// builder's type, what it queues, the SDK's variable prefix and the default delay.
+macro_rules! knob_setters {
+    ($builder:ident, $items:literal, $prefix:literal, $delay:literal, $writers:literal) => {
+        impl<E> std::fmt::Debug for $builder<E> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($builder))
+                    .field("max_queue_size", &self.knobs.max_queue_size)
+                    .field("scheduled_delay", &self.knobs.scheduled_delay)
+                    .field("max_export_batch_size", &self.knobs.max_export_batch_size)
+                    .field("max_export_timeout", &self.knobs.max_export_timeout)
+                    .field("partitions", &self.knobs.partitions)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl<E> $builder<E> {
+            #[doc = concat!("The most ", $items, " queued (≥ 1), over all partitions: each holds")]
+            #[doc = concat!("`ceil(max_queue_size / partitions)`. Default: 2048, or `", $prefix, "_MAX_QUEUE_SIZE`.")]
+            pub fn with_max_queue_size(mut self, max_queue_size: usize) -> Self {
+                self.knobs.max_queue_size = max_queue_size;
+                self
+            }
+
+            #[doc = concat!("Time between exports (> 0). Default: ", $delay, ", or `", $prefix, "_SCHEDULE_DELAY` (ms).")]
+            pub fn with_scheduled_delay(mut self, scheduled_delay: std::time::Duration) -> Self {
+                self.knobs.scheduled_delay = scheduled_delay;
+                self
+            }
+
+            #[doc = concat!("The most ", $items, " per export (≥ 1; at most the max queue size). Default: 512, or")]
+            #[doc = concat!("`", $prefix, "_MAX_EXPORT_BATCH_SIZE`.")]
+            pub fn with_max_export_batch_size(mut self, max_export_batch_size: usize) -> Self {
+                self.knobs.max_export_batch_size = max_export_batch_size;
+                self
+            }
+
+            /// The longest an export may run (> 0) before its batch counts as failed, and the
+            #[doc = concat!("longest an export waits for the exporter. Default: 30 s, or `", $prefix, "_EXPORT_TIMEOUT` (ms).")]
+            pub fn with_max_export_timeout(mut self, max_export_timeout: std::time::Duration) -> Self {
+                self.knobs.max_export_timeout = max_export_timeout;
+                self
+            }
+
+            /// The queue's name, in telemetry and thread names (not empty). Default:
+            /// `tidefall-<n>`.
+            pub fn with_name(mut self, name: impl Into<String>) -> Self {
+                self.knobs.name = Some(name.into());
+                self
+            }
+
+            #[doc = concat!("How many partitions ", $writers, " spread over (1 to 65 536). Default: the number of")]
+            /// cores.
+            pub fn with_partitions(mut self, partitions: usize) -> Self {
+                self.knobs.partitions = Some(partitions);
+                self
+            }
+
+            /// Adds a handler of the queue's telemetry (a failed export is a `ProcessingFailed`).
+            pub fn with_observer(mut self, observer: impl $crate::Observer) -> Self {
+                self.knobs.observers.push(std::sync::Arc::new(observer));
+                self
+            }
+
+            /// The rayon pool exports run on. Default: the pool all tidefall buffers share.
+            pub fn with_thread_pool(mut self, pool: std::sync::Arc<rayon::ThreadPool>) -> Self {
+                self.knobs.thread_pool = Some(pool);
+                self
+            }
+        }
+    };
+}
+
 mod log;
 mod span;
 

@@ -15,7 +15,7 @@ use opentelemetry_sdk::trace::{
 use opentelemetry_sdk::Resource;
 
 use super::{busy_error, Control, Exclusive, Knobs, Pipeline, Signal};
-use crate::{Error, Observer, Stats};
+use crate::{Error, Stats};
 
 /// The span processor's defaults and variables: the SDK's.
 const SPANS: Signal = Signal {
@@ -152,72 +152,15 @@ pub struct BatchSpanProcessorBuilder<E> {
     knobs: Knobs,
 }
 
-impl<E> fmt::Debug for BatchSpanProcessorBuilder<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BatchSpanProcessorBuilder")
-            .field("max_queue_size", &self.knobs.max_queue_size)
-            .field("scheduled_delay", &self.knobs.scheduled_delay)
-            .field("max_export_batch_size", &self.knobs.max_export_batch_size)
-            .field("max_export_timeout", &self.knobs.max_export_timeout)
-            .field("partitions", &self.knobs.partitions)
-            .finish_non_exhaustive()
-    }
-}
+knob_setters!(
+    BatchSpanProcessorBuilder,
+    "spans",
+    "OTEL_BSP",
+    "5 s",
+    "ending spans"
+);
 
 impl<E: SpanExporter + 'static> BatchSpanProcessorBuilder<E> {
-    /// The most spans queued (≥ 1), over all partitions: each holds
-    /// `ceil(max_queue_size / partitions)`. Default: 2048, or `OTEL_BSP_MAX_QUEUE_SIZE`.
-    pub fn with_max_queue_size(mut self, max_queue_size: usize) -> Self {
-        self.knobs.max_queue_size = max_queue_size;
-        self
-    }
-
-    /// Time between exports (> 0). Default: 5 s, or `OTEL_BSP_SCHEDULE_DELAY` (ms).
-    pub fn with_scheduled_delay(mut self, scheduled_delay: Duration) -> Self {
-        self.knobs.scheduled_delay = scheduled_delay;
-        self
-    }
-
-    /// The most spans per export (≥ 1; at most the max queue size). Default: 512, or
-    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`.
-    pub fn with_max_export_batch_size(mut self, max_export_batch_size: usize) -> Self {
-        self.knobs.max_export_batch_size = max_export_batch_size;
-        self
-    }
-
-    /// The longest an export may run (> 0) before its batch counts as failed, and the
-    /// longest an export waits for the exporter. Default: 30 s, or `OTEL_BSP_EXPORT_TIMEOUT`
-    /// (ms).
-    pub fn with_max_export_timeout(mut self, max_export_timeout: Duration) -> Self {
-        self.knobs.max_export_timeout = max_export_timeout;
-        self
-    }
-
-    /// The queue's name, in telemetry and thread names (not empty). Default: `tidefall-<n>`.
-    pub fn with_name(mut self, name: impl Into<String>) -> Self {
-        self.knobs.name = Some(name.into());
-        self
-    }
-
-    /// How many partitions ending spans spread over (1 to 65 536). Default: the number of
-    /// cores.
-    pub fn with_partitions(mut self, partitions: usize) -> Self {
-        self.knobs.partitions = Some(partitions);
-        self
-    }
-
-    /// Adds a handler of the queue's telemetry (a failed export is a `ProcessingFailed`).
-    pub fn with_observer(mut self, observer: impl Observer) -> Self {
-        self.knobs.observers.push(Arc::new(observer));
-        self
-    }
-
-    /// The rayon pool exports run on. Default: the pool all tidefall buffers share.
-    pub fn with_thread_pool(mut self, pool: Arc<rayon::ThreadPool>) -> Self {
-        self.knobs.thread_pool = Some(pool);
-        self
-    }
-
     /// Validates the options and starts the processor. An invalid value is
     /// [`Error::InvalidOption`] naming its method.
     pub fn build(self) -> Result<BatchSpanProcessor, Error> {
