@@ -517,6 +517,15 @@ fn push_many_10(c: &mut Criterion) {
     );
     queue.stop().unwrap();
 
+    let (queue, _) = tidefall_queue(1);
+    bench_many(
+        &mut group,
+        "tidefall_slice",
+        |items| queue.push_slice(&items).unwrap(),
+        || queue.flush().unwrap(),
+    );
+    queue.stop().unwrap();
+
     let seg = SegQueue::new();
     bench_many(
         &mut group,

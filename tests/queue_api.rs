@@ -144,6 +144,47 @@ fn push_many_accepts_everything_in_order_with_pushes_interleaved() {
     q.stop().unwrap();
 }
 
+/// `push_slice` (for `Copy` items) keeps order with the other writes, on the owner's lane,
+/// on a shared partition, past `capacity` (the items not accepted come back, in order) and
+/// after `stop` (all of them come back).
+#[test]
+fn push_slice_appends_in_order_and_returns_what_it_cannot_accept() {
+    let sink = Sink::new();
+    let q = one_partition(&sink);
+    q.push(0u32).unwrap();
+    q.push_slice(&(1..40).collect::<Vec<_>>()).unwrap();
+    q.push_slice(&[]).unwrap();
+    q.push_many([40, 41]).unwrap();
+    // A second thread makes the partition shared: its slice goes through the segments.
+    std::thread::scope(|s| {
+        s.spawn(|| q.push_slice(&[42, 43, 44]).unwrap());
+    });
+    q.push_slice(&[45]).unwrap();
+    q.flush().unwrap();
+    assert_eq!(sink.items(), (0..46).collect::<Vec<_>>());
+    q.stop().unwrap();
+    match q.push_slice(&[7, 8, 9]) {
+        Err(PushError::Stopped(back)) => assert_eq!(back, vec![7, 8, 9]),
+        other => panic!("expected Stopped with every item, got {other:?}"),
+    }
+    assert_eq!(q.stats().processed, 46);
+
+    let capped = Queue::<u32>::builder()
+        .partitions(1)
+        .capacity(4)
+        .processing_interval(NEVER)
+        .processor(|_: Vec<u32>| {})
+        .start()
+        .unwrap();
+    match capped.push_slice(&[1, 2, 3, 4, 5, 6]) {
+        Err(PushError::Full(rest)) => assert_eq!(rest, vec![5, 6]),
+        other => panic!("expected Full with the rest, got {other:?}"),
+    }
+    assert_eq!(capped.len(), 4);
+    capped.stop().unwrap();
+    assert_eq!(capped.stats().processed, 4);
+}
+
 /// `push_many` pulls the caller's iterator a chunk at a time: an iterator that panics part
 /// way leaves the items of the chunks before the panic accepted, drops the rest with the
 /// panic, and the queue keeps its order and keeps working.
