@@ -5,10 +5,13 @@
 //! histograms drained), and the tests run in parallel: every snapshot is folded into one
 //! accumulated view, from which each test reads the metrics of its own buffer.
 
+mod common;
+
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::Gate;
 use metrics::Unit;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use metrics_util::MetricKind;
@@ -274,26 +277,6 @@ fn labelled_by_partition() {
         assert_eq!(calls, items.div_ceil(3));
     }
     assert!((1..=4).contains(&partitions));
-}
-
-/// Holds processor calls until opened (or for 10 s at most).
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn wait(&self) {
-        let (open, opened) = &*self.0;
-        let open = open.lock().unwrap();
-        let _ = opened
-            .wait_timeout_while(open, Duration::from_secs(10), |open| !*open)
-            .unwrap();
-    }
-
-    fn open(&self) {
-        let (open, opened) = &*self.0;
-        *open.lock().unwrap() = true;
-        opened.notify_all();
-    }
 }
 
 #[test]

@@ -3,12 +3,14 @@
 //! so the capturing subscriber is the global default, installed once for this binary; each
 //! test reads back the events of its own buffer (named after the test).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
+use common::{wait_until, Gate};
 use tidefall::observe::TracingObserver;
 use tidefall::{PushError, Queue};
 use tracing::field::{Field, Visit};
@@ -235,38 +237,6 @@ fn every_event_at_its_level_with_its_fields() {
     assert!(failed.iter().all(|e| e.field("system_time").is_some()));
 }
 
-/// Holds processor calls until opened (or for 10 s at most).
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn wait(&self) {
-        let (open, opened) = &*self.0;
-        let open = open.lock().unwrap();
-        let _ = opened
-            .wait_timeout_while(open, Duration::from_secs(10), |open| !*open)
-            .unwrap();
-    }
-
-    fn open(&self) {
-        let (open, opened) = &*self.0;
-        *open.lock().unwrap() = true;
-        opened.notify_all();
-    }
-}
-
-/// Polls `done` for up to 10 s.
-fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done() {
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-    true
-}
-
 #[test]
 fn a_timeout_is_a_warning_with_the_items_lost() {
     install();
@@ -291,7 +261,7 @@ fn a_timeout_is_a_warning_with_the_items_lost() {
     let _ = queue.stop();
     gate.open();
     // The held call returns now; its `BatchStop` follows.
-    assert!(eventually(|| {
+    assert!(wait_until(Duration::from_secs(10), || {
         named(&events_of(name), "BatchStop").len() as u64 == queue.stats().batches
     }));
 

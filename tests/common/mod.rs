@@ -319,3 +319,23 @@ pub fn pool(prefix: &'static str, n: usize) -> Arc<rayon::ThreadPool> {
             .expect("a test pool"),
     )
 }
+
+/// Holds processor calls until opened (or for 10 s at most).
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    pub fn wait(&self) {
+        let (open, opened) = &*self.0;
+        let open = open.lock().unwrap();
+        let _ = opened
+            .wait_timeout_while(open, Duration::from_secs(10), |open| !*open)
+            .unwrap();
+    }
+
+    pub fn open(&self) {
+        let (open, opened) = &*self.0;
+        *open.lock().unwrap() = true;
+        opened.notify_all();
+    }
+}
