@@ -227,23 +227,27 @@ impl<T: Send + 'static> Queue<T> {
         if !self.handle.plain {
             return self.push_many(items.iter().copied());
         }
-        let thread = routing::this_thread();
-        let core = &*self.handle.core;
-        let partition = routing::by_thread(thread, core.partitions.len());
         // `copied` over a slice neither panics nor runs user code: the store's write
         // contract holds.
-        match core.partitions[partition]
+        self.extend_plain(routing::this_thread(), items.iter().copied())
+            .map_err(crate::PushError::Stopped)
+    }
+
+    /// Writes `items` to the calling thread's partition (the plain path: no router, no
+    /// capacity) and requests the drain when they cross the threshold; the items come back
+    /// once the store is closed. `items` must not panic nor run user code (see
+    /// `Staged::extend_from`).
+    #[inline]
+    fn extend_plain(&self, thread: usize, items: impl Iterator<Item = T>) -> Result<(), Vec<T>> {
+        let core = &*self.handle.core;
+        let partition = routing::by_thread(thread, core.partitions.len());
+        if core.partitions[partition]
             .store
-            .extend_from(thread, items.iter().copied())
+            .extend_from(thread, items)?
         {
-            Ok(crossed) => {
-                if crossed {
-                    core.request_drain(partition);
-                }
-                Ok(())
-            }
-            Err(back) => Err(crate::PushError::Stopped(back)),
+            core.request_drain(partition);
         }
+        Ok(())
     }
 
     /// Items buffered and not yet taken by a tick.
@@ -363,9 +367,6 @@ impl<T: Send + 'static> Queue<T> {
         /// Items per chunk: enough to amortize the owner and close checks of a write.
         const CHUNK: usize = 16;
         let thread = routing::this_thread();
-        let core = &*self.handle.core;
-        let partition = routing::by_thread(thread, core.partitions.len());
-        let store = &core.partitions[partition].store;
         // An `ArrayVec`, not `[Option<T>; CHUNK]`: no tag to write and test per item, and no
         // 16 `None`s to store per chunk.
         let mut chunk = ArrayVec::<T, CHUNK>::new();
@@ -375,16 +376,9 @@ impl<T: Send + 'static> Queue<T> {
                 return Ok(());
             }
             // `drain` runs no user code: the store's write contract holds.
-            match store.extend_from(thread, chunk.drain(..)) {
-                Ok(crossed) => {
-                    if crossed {
-                        core.request_drain(partition);
-                    }
-                }
-                Err(mut back) => {
-                    back.extend(items);
-                    return Err(crate::PushError::Stopped(back));
-                }
+            if let Err(mut back) = self.extend_plain(thread, chunk.drain(..)) {
+                back.extend(items);
+                return Err(crate::PushError::Stopped(back));
             }
         }
     }
