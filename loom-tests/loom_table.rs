@@ -7,16 +7,18 @@
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --test loom_table
 //! ```
 //!
-//! Under loom a side's first table has 4 slots and a key probes at most 2 slots per table,
-//! so two keys on one index fill a window and a third links the next table (8 slots). The
+//! Under loom a side's first table has 2 slots and grows past one key with a value, so the
+//! second insert links the next table (4 slots) and migrates the first one into it. The
 //! models pick the hashes (the store takes the caller's hash as is): `hash(index, tag)`.
 //!
-//! The protocol under test: a writer loads the generation word, probes the side's tables; it
-//! claims an empty slot with one CAS (then asks `admit`), or locks the key's slot (tag match,
-//! then key compare under the lock) and replaces the value in place, or links a table twice as
-//! big when the window is full. A take prepares the other side, stores the next generation,
-//! then seals every slot and link of the old side (waiting for holders) and moves the entries
-//! out.
+//! The protocol under test: a writer loads the generation word, probes the side's tables from
+//! its `current` one; it claims an empty slot with one CAS (then asks `admit`), or locks the
+//! key's slot (tag match, then key compare under the lock) and replaces the value in place,
+//! or, in a linked table, moves an empty slot and goes on to the next table. An insert that
+//! takes a table past its threshold links a table twice as big and migrates every slot into
+//! it (lock, place by the stored hash, copy, release the new slot keyed and the old one
+//! moved). A take prepares the other side, stores the next generation, then seals every slot
+//! and link of the old side (waiting for holders) and moves the entries out.
 //!
 //! Every model checks real outcomes: the write results (`Inserted` / `Replaced` / `Ignored`),
 //! the exact drained entries (key, value, version, `updates`), that a key is drained once
@@ -117,14 +119,11 @@ fn one_insert_one_replace(r1: Outcome, r2: Outcome) -> u32 {
     }
 }
 
-/// Fills the probe window of index 0 in the first table: keys 10 and 11 (values 10 and 11).
-fn fill_window_of_index_0(store: &Store, ledger: &std::sync::Arc<Ledger>) {
+/// Stores key 10 (value 10) in the first table, on index 0: the first table (2 slots) then
+/// holds one key, and the next insert takes it past its growth threshold (one key).
+fn store_key_10(store: &Store, ledger: &std::sync::Arc<Ledger>) {
     assert_eq!(
         put(store, hash(0, 1), 10, Val::new(10, ledger)),
-        Ok(Written::Inserted)
-    );
-    assert_eq!(
-        put(store, hash(0, 2), 11, Val::new(11, ledger)),
         Ok(Written::Inserted)
     );
 }
@@ -275,15 +274,15 @@ fn put_newer_highest_version_wins() {
     });
 }
 
-/// Model 4, writes racing the tick: a writer puts key 1 then key 2 (both on index 0: one
-/// window) while the main thread takes; after the join a second take gets the rest. The take
+/// Model 4, writes racing the tick: a writer puts key 1 then key 2 (both on index 0; the
+/// second grows the table and migrates it) while the main thread takes; after the join a second take gets the rest. The take
 /// prepares the other side, stores the next generation and seals the old side, possibly while
 /// the writer holds a claim (it waits for it) or between its two writes. Each write is in
 /// exactly one of the two drains, both are `Inserted`, and the writer's order is kept: if key
 /// 2 is in the first drain, so is key 1.
 #[test]
 fn writes_racing_the_tick() {
-    model(None, || {
+    model(Some(4), || {
         let ledger = Ledger::new();
         let store = Arc::new(Store::new());
         let l = std::sync::Arc::clone(&ledger);
@@ -342,62 +341,86 @@ fn write_racing_close_for_good() {
     });
 }
 
-/// Model 5, growth racing a put of the same key: keys 10 and 11 fill the window of index 0
-/// in the first table; then two writers put key 1 (index 0 too) at once. Both find the window
-/// full and race to lock the first table's link: one links the 8-slot table, the other waits
-/// for the link and follows it. Then they race to claim key 1's slot in it, as in model 1:
-/// one `Inserted`, one `Replaced`, and key 1 is drained once, with the replacing writer's
-/// value, beside the two keys of the first table.
+/// Model 5, growth racing a put of the same key: key 10 is stored; two writers put key 1 at
+/// once. The one that inserts takes the first table past its threshold, links the 4-slot
+/// table and migrates both keys into it, while the other writer finds key 1 in the first
+/// table (locked by the migrator: it waits), moved (it follows to the new table), or, having
+/// found the old table linked, claims in the new one and races the migrator for it. Exactly
+/// one `Inserted` and one `Replaced`; key 1 is drained once, with the replacing writer's
+/// value, beside key 10.
 #[test]
 fn growth_racing_a_put_of_the_same_key() {
     model(Some(3), || {
         let ledger = Ledger::new();
         let store = Arc::new(Store::new());
-        fill_window_of_index_0(&store, &ledger);
-        let h = hash(0, 3);
+        store_key_10(&store, &ledger);
+        let h = hash(1, 3);
         let w1 = spawn_put(&store, &ledger, h, 1, 1);
         let w2 = spawn_put(&store, &ledger, h, 1, 2);
         let r1 = w1.join().expect("writer 1");
         let r2 = w2.join().expect("writer 2");
         let last = one_insert_one_replace(r1, r2);
-        assert_eq!(store.len(), 3);
+        assert_eq!(store.len(), 2);
         let out = take(&store);
-        assert_eq!(
-            summary(&out),
-            vec![(1, last, 0, 0), (10, 10, 0, 0), (11, 11, 0, 0)]
-        );
-        finish(store, vec![out], &ledger, &[1, 2, 10, 11]);
+        assert_eq!(summary(&out), vec![(1, last, 0, 0), (10, 10, 0, 0)]);
+        finish(store, vec![out], &ledger, &[1, 2, 10]);
     });
 }
 
-/// Model 5b, growth racing the tick: the window of index 0 is full (keys 10 and 11); a writer
-/// puts key 1 there, which links the next table, while the main thread takes. The take may
-/// seal the first table's link before the writer locks it (the writer starts over in the next
-/// generation), while it is linking (the take waits, then follows the link and drains the new
-/// table), or after. Key 1 is drained exactly once, in either take; keys 10 and 11 in the
-/// first.
+/// Model 5b, growth racing the tick: key 10 is stored; a writer puts key 1, which links the
+/// next table and migrates the first one, while the main thread takes. The take may seal the
+/// first table before the writer claims (the writer starts over in the next generation),
+/// while it migrates (the migrator finds a slot or the new table sealed and stops, leaving
+/// the rest where it is: the take drains both tables), or after. Key 1 is drained exactly
+/// once, in either take; key 10, stored before the take, in the first.
 #[test]
 fn growth_racing_the_tick() {
     model(Some(3), || {
         let ledger = Ledger::new();
         let store = Arc::new(Store::new());
-        fill_window_of_index_0(&store, &ledger);
-        let writer = spawn_put(&store, &ledger, hash(0, 3), 1, 1);
+        store_key_10(&store, &ledger);
+        let writer = spawn_put(&store, &ledger, hash(1, 3), 1, 1);
         let first = take(&store);
         assert_eq!(writer.join().expect("writer"), Ok(Written::Inserted));
         let second = take(&store);
         let (a, b) = (summary(&first), summary(&second));
-        assert!(
-            a.contains(&(10, 10, 0, 0)) && a.contains(&(11, 11, 0, 0)),
-            "{a:?} / {b:?}"
-        );
+        assert!(a.contains(&(10, 10, 0, 0)), "{a:?} / {b:?}");
         let mut all: Vec<_> = a.iter().chain(b.iter()).copied().collect();
         all.sort_unstable();
         assert_eq!(
             all,
-            vec![(1, 1, 0, 0), (10, 10, 0, 0), (11, 11, 0, 0)],
+            vec![(1, 1, 0, 0), (10, 10, 0, 0)],
             "drains {a:?} / {b:?}"
         );
-        finish(store, vec![first, second], &ledger, &[1, 10, 11]);
+        finish(store, vec![first, second], &ledger, &[1, 10]);
+    });
+}
+
+/// Model 6, a migration racing writes of the key it moves: key 10 is stored; one writer
+/// inserts key 1 (which grows the table and migrates key 10) while another replaces key 10
+/// with `put_newer`. The replacement lands whether it
+/// locks key 10 before the move (in the first table: the migrator then moves the new value)
+/// or after (it follows the moved slot to the new table): key 10 is drained once, with the
+/// new value and `updates` 1, and its old value was dropped once.
+#[test]
+fn migration_racing_writes_of_the_moved_key() {
+    model(Some(2), || {
+        let ledger = Ledger::new();
+        let store = Arc::new(Store::new());
+        assert_eq!(
+            put_newer(&store, hash(0, 1), 10, Val::new(10, &ledger), 1),
+            Ok(Written::Inserted)
+        );
+        let grower = spawn_put(&store, &ledger, hash(1, 3), 1, 1);
+        let l = std::sync::Arc::clone(&ledger);
+        let replacer = spawn(&store, move |s| {
+            put_newer(s, hash(0, 1), 10, Val::new(11, &l), 2)
+        });
+        assert_eq!(grower.join().expect("grower"), Ok(Written::Inserted));
+        assert_eq!(replacer.join().expect("replacer"), Ok(Written::Replaced));
+        assert_eq!(store.len(), 2);
+        let out = take(&store);
+        assert_eq!(summary(&out), vec![(1, 1, 0, 0), (10, 11, 2, 1)]);
+        finish(store, vec![out], &ledger, &[1, 10, 11]);
     });
 }

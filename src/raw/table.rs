@@ -5,9 +5,13 @@
 //!
 //! A partition has one atomic *generation word* and two *sides*; generation `g` fills side
 //! `g % 2`. A side is a chain of [`Table`]s: the first one, then tables linked by writers
-//! when it fills, each twice the size of the one before. A table is an array of [`Slot`]s.
+//! when the last one fills, each twice the size of the one before; a linked table's keys
+//! *move* into the next one (see *Growth*), and the side's `current` pointer says where
+//! writers start. A table is an array of atomic *state words*, one per slot, beside an array
+//! of the slots' cells (the key with its hash, and the value with its version), so that a
+//! probe reads eight states per cache line and touches a slot's cells only for its own key.
 //!
-//! Every slot has an atomic *state word*:
+//! Every slot's state word:
 //!
 //! ```text
 //!  63 ........... 24 | 23 ...... 16 | 15 ..... 0
@@ -15,54 +19,61 @@
 //! ```
 //!
 //! The stamp is the low 40 bits of the generation the slot currently serves; the flags are
-//! `LOCKED`, `KEYED` (the key cell is initialized), `VALUE` (the value cell is initialized)
-//! and `SEALED`; the tag is the top 16 bits of the key's hash. A slot of generation `g` is
-//! *empty* (no flag), *claiming* (`LOCKED` alone: a writer took it and is deciding whether
-//! to keep it), *keyed* (`KEYED`, with or without `VALUE`; `LOCKED` while one thread works on
-//! it) or *sealed* (its generation has ended). A table's `link` word has the same layout:
-//! stamp, and `LOCKED` (a writer is linking the next table), `KEYED` (the next table is
-//! linked: `next` is set) or `SEALED`.
+//! `LOCKED`, `KEYED` (the key cell is initialized), `VALUE` (the value cell is initialized),
+//! `MOVED` and `SEALED`; the tag is the top 16 bits of the key's hash. A slot of generation
+//! `g` is *empty* (no flag), *claiming* (`LOCKED` alone: a writer took it and is deciding
+//! whether to keep it), *keyed* (`KEYED`, with or without `VALUE`; `LOCKED` while one thread
+//! works on it), *moved* (`MOVED`: its key, if it had one, is in a later table of the chain)
+//! or *sealed* (its generation has ended). A table's `link` word has the same layout: stamp,
+//! and `LOCKED` (a writer is linking the next table), `KEYED` (the next table is linked:
+//! `next` is set), `MOVED` (every slot has moved) or `SEALED`.
 //!
 //! # Writers
 //!
-//! A write loads the generation word (refused if `CLOSED`), then probes the side's tables in
-//! chain order. In each table it probes linearly from `hash & mask`, at most [`MAX_PROBE`]
-//! slots (the *window*):
+//! A write loads the generation word (refused if `CLOSED`), then probes the side's tables
+//! from `current`, in chain order. In each table it probes linearly from `hash & mask`, at
+//! most the whole table:
 //!
 //! * a slot whose stamp is not this generation's, or that is sealed: the generation has
 //!   ended (the taker is sealing it, or has reset the table for a later generation), so the
 //!   write starts over from the generation word;
-//! * an empty slot: the key is nowhere (see below), so the writer claims the slot with one
-//!   CAS (`empty → claiming|tag`) and asks `admit`; if it says no, the slot goes back to
-//!   empty and the write is refused [`Refused::Full`]; otherwise the key and value are
-//!   written and the slot becomes `keyed|value`: [`Written::Inserted`]. This is the only way
-//!   a slot gets a key, and the key then stays in that slot for the rest of the generation;
+//! * a moved slot: next slot (and the table is linked: see below);
+//! * an empty slot in a table that is not linked: the key is nowhere (see below), so the
+//!   writer claims the slot with one CAS (`empty → claiming|tag`) and asks `admit`; if it
+//!   says no, the slot goes back to empty and the write is refused [`Refused::Full`];
+//!   otherwise the key and value are written and the slot becomes `keyed|value`:
+//!   [`Written::Inserted`]. This and a move (below) are the only ways a slot gets a key, and
+//!   the key then stays in that slot until it moves or the generation ends;
+//! * an empty slot in a linked table: the key is in none of this table's slots, and no
+//!   writer may claim one any more: the writer moves the slot with a CAS (`empty → moved`)
+//!   and goes on to the next table;
 //! * a keyed slot with the key's tag: the writer locks it (CAS, keeping stamp and tag),
-//!   compares the key (only under the lock: the taker moves keys out of sealed slots), and
-//!   on a match replaces the value in place (the old one is dropped after unlocking, so
-//!   memory is bounded by live keys), ignores an older `put_newer`, or, on a slot without a
-//!   value (deleted earlier), asks `admit`;
+//!   compares the key (only under the lock: the taker and the migrator move keys out of
+//!   slots), and on a match replaces the value in place (the old one is dropped after
+//!   unlocking, so memory is bounded by live keys), ignores an older `put_newer`, or, on a
+//!   slot without a value (deleted earlier), asks `admit`;
 //! * a keyed slot with another tag: next slot; a claiming slot: wait (any tag, see below);
 //!   a locked keyed slot with the key's tag: wait ([`spin_wait`]).
 //!
-//! When the window holds no empty slot and no match, the writer goes to the next table,
-//! linking it first if nobody has: it locks the table's `link` word (CAS from
-//! `unlinked|stamp`), allocates a table twice as big, stores `next`, and sets `link` to
-//! `linked|stamp`. Writers that find the link locked wait for it.
+//! A table with no empty slot sends the writer to the next table, linked first if nobody
+//! has (see *Growth*).
 //!
-//! **A key is claimed at most once per generation.** Within a generation a slot goes from
-//! empty to claiming, and from claiming either back to empty (a refused claim) or to keyed,
-//! where it stays until sealed; a keyed slot's key never changes. Every writer of a key scans
-//! the same sequence of slots (the same windows of the same tables, in the same order) and
-//! claims at the first empty slot of that sequence. A writer passes a slot only once it is
-//! keyed with another key: it waits on claiming slots whatever their tag, because a claim
-//! may revert to empty, and it compares the key of every keyed slot with its tag. So when a
-//! writer claims position `i`, every earlier position holds another key for good, and a
-//! second writer of the same key either fails the claim CAS at `i` (it then waits on `i`
-//! and finds the key there) or sees `i` already claimed and waits for it to be keyed. It
-//! can never get past `i`. The same invariant makes `get` and `delete` exact: a key at
-//! position `p` is preceded by keyed slots only, so reaching an empty slot means the key is
-//! absent. `get` and `delete` claim nothing.
+//! **A key is in at most one slot of a generation.** Within a table a slot goes from empty
+//! to claiming or moved; from claiming back to empty (a refused claim) or to keyed; from
+//! keyed to moved. Every writer of a key scans the same sequence of slots (the same probe
+//! of the same tables, in the same order), and claims at the first empty slot of that
+//! sequence, unless the table is linked. A writer passes a slot only once it is keyed with
+//! another key, or moved: it waits on claiming slots whatever their tag, because a claim may
+//! revert to empty, and it compares the key of every keyed slot with its tag. So when a
+//! writer claims position `i`, every earlier position holds another key or has moved, for
+//! good: a second writer of the same key either fails the claim CAS at `i` (it then waits on
+//! `i` and finds the key there) or sees `i` claimed and waits for it to be keyed. A key
+//! leaves a table only by a move, which puts it in the next table (below) before its slot
+//! says moved; and nobody claims a slot in a table once it is linked (its empty slots are
+//! moved by whoever reaches them first, writer or migrator, with a CAS that a claim would
+//! have to win first). So a writer that reaches an empty slot, or the end of a table,
+//! without finding its key, knows the key is in no slot of that table, and, if the table is
+//! linked, looks in the next one. `get` and `delete` read the same way and claim nothing.
 //!
 //! **Why values are replaced in place under the slot bit**, rather than through an
 //! epoch-reclaimed pointer or a seqlock: a pointer swap costs an allocation per write and
@@ -73,13 +84,32 @@
 //! bit is that one read-modify-write (the CAS that takes the slot), it needs no allocation,
 //! and the replaced value is dropped by its writer at once. What it gives up is
 //! lock-freedom per key: a writer preempted while holding a slot delays the other writers
-//! of that one key, and the taker's seal of it. Nothing but this module's own code and the
-//! key's `Eq` runs under the bit (values are dropped after it is released), so the hold is
-//! short; writers of other keys, and writers racing a tick, never wait for it.
+//! of that one key, the migrator and the taker's seal of it. Nothing but this module's own
+//! code and the key's `Eq` runs under the bit (values are dropped after it is released), so
+//! the hold is short; writers of other keys, and writers racing a tick, never wait for it.
 //!
 //! `delete` takes the value out and leaves the slot keyed without a value; a later write of
 //! the key finds it there. Keys are never removed within a generation, so there is no
 //! tombstone: a generation holds at most one slot per distinct key written in it.
+//!
+//! # Growth
+//!
+//! A writer whose insert takes a table past three quarters full (the table's counter of
+//! keys with a value), or that finds no empty slot in it, *links* the next table: it locks
+//! the table's `link` word (CAS from `unlinked|stamp`), allocates a table twice as big,
+//! stores `next`, and sets `link` to `linked|stamp`. Writers that find the link locked wait
+//! for it; the allocation is all they wait for. The linker then *migrates* the table, slot
+//! by slot: an empty slot is moved with a CAS; a keyed slot is locked like a writer locks
+//! it (waiting while another thread holds it), its key is placed in the next table like a
+//! new key (by its stored hash, with no `Eq`: it cannot be there yet, since every writer
+//! of it would find it here first), its cells are copied there, the new slot is released
+//! keyed and then the old one as moved. Writers of keys not yet moved keep writing them in
+//! place meanwhile; writers of new keys go to the next table. When every slot has moved,
+//! the migrator marks the link `MOVED` and advances the side's `current` past every table
+//! so marked, so writers start at the newest table and a key costs one probe of one table
+//! however often the side grew. If the generation ends during a migration (the migrator
+//! finds a slot or the next table sealed), the migrator releases the slot it holds unchanged
+//! and stops: what has not moved is drained from where it is.
 //!
 //! # The tick
 //!
@@ -88,16 +118,16 @@
 //! stale writers (below) looks at it; it keeps one table, resets every slot to
 //! `empty|stamp(g + 1)`, its link to `unlinked|stamp(g + 1)` and its counter to 0. Then it
 //! stores `g + 1` in the generation word (Release), so every writer that loads the new word
-//! sees the prepared side. Then it *seals* side `g`: each slot by a CAS from its unlocked
-//! state to the same state with `SEALED` (waiting while it is locked), and each table's
-//! link the same way, following `next` when it was linked. A sealed slot or link fails every
-//! writer's CAS (they expect an unsealed state), and a writer that loads a sealed state
-//! starts over and finds `g + 1`. A write is committed only while its writer holds the
-//! slot, so every committed write of generation `g` is ordered before the seal of its slot:
-//! it is in this drain, and a write that found the slot sealed lands in generation `g + 1`,
-//! the next drain. Once everything is sealed the side belongs to the taker: it moves the keys
-//! and values out with plain reads (keys without a value are dropped after the drain, outside
-//! the taker's lock).
+//! sees the prepared side. Then it *seals* side `g`, from its `current` table on (the tables
+//! before it hold moved slots only): each slot by a CAS from its unlocked state to the same
+//! state with `SEALED` (waiting while it is locked), and each table's link the same way,
+//! following `next` when it was linked. A sealed slot or link fails every writer's CAS (they
+//! expect an unsealed state), and a writer that loads a sealed state starts over and finds
+//! `g + 1`. A write is committed only while its writer holds the slot, so every committed
+//! write of generation `g` is ordered before the seal of its slot: it is in this drain, and
+//! a write that found the slot sealed lands in generation `g + 1`, the next drain. Once
+//! everything is sealed the side belongs to the taker: it moves the keys and values out with
+//! plain reads (keys without a value are dropped after the drain, outside the taker's lock).
 //!
 //! `close_for_good` stores `g + 1 | CLOSED` instead, seals and drains the same way; later
 //! writes are refused with [`Refused::Closed`], carrying back their key and value.
@@ -107,10 +137,11 @@
 //! Writers do not announce themselves, so a writer may load generation `g`, sleep through
 //! several ticks and then touch side `g % 2`. Tables are therefore never freed while the
 //! store lives (only in `Drop`), and a stale writer always reaches a table whose slots are
-//! sealed or stamped with a later generation, and starts over. The stamp is compared for
-//! equality only, so a wrapped stamp would fool a writer that slept through exactly a
-//! multiple of 2^40 ticks between loading the generation word and its CAS: at one tick per
-//! millisecond that is 34 years.
+//! sealed or stamped with a later generation, and starts over (moved slots and linked
+//! tables lead it down the chain to the side's last table, which a later generation has
+//! reset). The stamp is compared for equality only, so a wrapped stamp would fool a writer
+//! that slept through exactly a multiple of 2^40 ticks between loading the generation word
+//! and its CAS: at one tick per millisecond that is 34 years.
 //!
 //! # Sizing
 //!
@@ -125,8 +156,9 @@
 //! in place.
 //!
 //! `len` adds up per-table counters of keys with a value, which a writer increments when it
-//! inserts and `delete` decrements, both while holding the slot (cache padded, and untouched
-//! by replacements, so the common write does not contend on them).
+//! inserts and `delete` decrements, both while holding the slot, and which a migration moves
+//! from table to table once it is done (cache padded, and untouched by replacements, so the
+//! common write does not contend on them).
 
 use core::mem::MaybeUninit;
 use core::ptr;
@@ -170,11 +202,8 @@ pub enum Refused {
 }
 
 /// Slots in a side's first table at the start: small under loom and Miri, so that the
-/// models and tests link tables.
-const MIN_TABLE: usize = if cfg!(any(loom, miri)) { 4 } else { 16 };
-
-/// The most slots a key probes in one table before going to the next one.
-const MAX_PROBE: usize = if cfg!(any(loom, miri)) { 2 } else { 16 };
+/// models and tests grow and migrate tables.
+const MIN_TABLE: usize = if cfg!(any(loom, miri)) { 2 } else { 16 };
 
 /// Set in the generation word once the store is closed for good.
 const CLOSED: u64 = 1 << 63;
@@ -191,6 +220,9 @@ const KEYED: u64 = 1 << 17;
 const VALUE: u64 = 1 << 18;
 /// The generation of the slot (or link) has ended; no writer may touch it.
 const SEALED: u64 = 1 << 19;
+/// The slot's key, if it had one, is in a later table (for a link word: every slot of the
+/// table has moved).
+const MOVED: u64 = 1 << 20;
 /// Where the generation stamp starts.
 const STAMP_SHIFT: u32 = 24;
 /// The stamp bits of a state word.
@@ -208,6 +240,25 @@ fn side_of(word: u64) -> usize {
     (word & 1) as usize
 }
 
+/// Which side the generation with `stamp` fills.
+#[inline]
+fn side_of_stamp(stamp: u64) -> usize {
+    side_of(stamp >> STAMP_SHIFT)
+}
+
+/// The most keys with a value a table of `len` slots takes before it links the next one.
+#[inline]
+fn grows_past(len: usize) -> u64 {
+    (len / 2 + len / 4) as u64
+}
+
+/// A key and the hash it was written with (kept so that a migration places the key in the
+/// next table without calling the user's `Hash`).
+struct Key<K> {
+    hash: u64,
+    key: K,
+}
+
 /// A value and its bookkeeping: what an [`Entry`] carries besides the key.
 struct Record<V> {
     value: V,
@@ -215,22 +266,22 @@ struct Record<V> {
     updates: u64,
 }
 
-/// One key's place in a table.
-struct Slot<K, V> {
-    /// Stamp | flags | tag: see the module docs.
-    state: AtomicU64,
-    /// Initialized iff `KEYED`; accessed by the thread holding the slot, or by the taker
-    /// once the slot is sealed.
-    key: UnsafeCell<MaybeUninit<K>>,
-    /// Initialized iff `VALUE`; accessed like `key`.
+/// One slot's cells, beside its state word in [`Table::states`]. Accessed by the thread
+/// holding the slot, or by the taker once the slot is sealed.
+struct Cells<K, V> {
+    /// Initialized iff `KEYED`.
+    key: UnsafeCell<MaybeUninit<Key<K>>>,
+    /// Initialized iff `VALUE`.
     record: UnsafeCell<MaybeUninit<Record<V>>>,
 }
 
 /// One open-addressing table of a side's chain.
 struct Table<K, V> {
-    /// A power of two of slots.
-    slots: Box<[Slot<K, V>]>,
-    /// Stamp | `LOCKED` (linking) / `KEYED` (linked) / `SEALED`.
+    /// Stamp | flags | tag of each slot: see the module docs. A power of two of them.
+    states: Box<[AtomicU64]>,
+    /// Each slot's cells, at the index of its state.
+    cells: Box<[Cells<K, V>]>,
+    /// Stamp | `LOCKED` (linking) / `KEYED` (linked) / `MOVED` (migrated) / `SEALED`.
     link: AtomicU64,
     /// The next table of the chain, set (with `link` locked) before `link` says linked.
     next: AtomicPtr<Table<K, V>>,
@@ -243,9 +294,9 @@ impl<K, V> Table<K, V> {
     fn new(len: usize, stamp: u64) -> Box<Self> {
         debug_assert!(len.is_power_of_two());
         Box::new(Table {
-            slots: (0..len)
-                .map(|_| Slot {
-                    state: AtomicU64::new(stamp),
+            states: (0..len).map(|_| AtomicU64::new(stamp)).collect(),
+            cells: (0..len)
+                .map(|_| Cells {
                     key: UnsafeCell::new(MaybeUninit::uninit()),
                     record: UnsafeCell::new(MaybeUninit::uninit()),
                 })
@@ -259,9 +310,12 @@ impl<K, V> Table<K, V> {
 
 /// One of a partition's two sides: a chain of tables.
 struct Side<K, V> {
-    /// The first table; replaced only by the taker preparing the side, before the
-    /// generation that uses it is published.
+    /// The first table of the chain; replaced only by the taker preparing the side, before
+    /// the generation that uses it is published.
     first: AtomicPtr<Table<K, V>>,
+    /// Where writers start: the first table whose slots have not all moved. Set to `first`
+    /// by the taker preparing the side, advanced by migrators.
+    current: AtomicPtr<Table<K, V>>,
 }
 
 /// What only the taker touches.
@@ -310,8 +364,9 @@ impl Drop for Held<'_> {
     #[inline]
     fn drop(&mut self) {
         // Release: pairs with the Acquire CAS of the next thread to take the slot (a writer
-        // locking it, or the taker sealing it), publishing this thread's accesses to the key
-        // and value cells.
+        // locking it, a migrator, or the taker sealing it), publishing this thread's accesses
+        // to the cells; and with the Acquire load of a writer that finds the slot moved, so
+        // that it finds the key in the next table.
         self.state.store(self.restore, Ordering::Release);
     }
 }
@@ -322,19 +377,19 @@ enum Found<'a, K, V> {
     /// back to empty unless the caller releases it keyed.
     Claimed {
         held: Held<'a>,
-        slot: &'a Slot<K, V>,
+        cells: &'a Cells<K, V>,
         table: &'a Table<K, V>,
     },
     /// The key's slot, locked; `state` is its unlocked state (`KEYED`, maybe `VALUE`).
     Keyed {
         held: Held<'a>,
-        slot: &'a Slot<K, V>,
+        cells: &'a Cells<K, V>,
         table: &'a Table<K, V>,
         state: u64,
     },
 }
 
-/// What [`Tables::next_table`] found after a full window.
+/// What [`Tables::next_table`] found after a table without the key.
 enum Next<K, V> {
     /// The next table of the chain.
     Table(*mut Table<K, V>),
@@ -342,6 +397,18 @@ enum Next<K, V> {
     Restart,
     /// No table is linked after this one (only for lookups that claim nothing).
     End,
+}
+
+/// What one probe step of [`Tables::probe`] decided.
+enum Step<'a, K, V> {
+    /// The caller's slot.
+    Found(Found<'a, K, V>),
+    /// The key is in no slot of this table: go to the next one.
+    NextTable,
+    /// The key is nowhere (only for lookups that claim nothing).
+    Absent,
+    /// The generation ended: start over from the generation word.
+    Restart,
 }
 
 impl<K: Eq, V> Default for Tables<K, V> {
@@ -353,8 +420,12 @@ impl<K: Eq, V> Default for Tables<K, V> {
 impl<K: Eq, V> Tables<K, V> {
     /// An empty store.
     pub fn new() -> Self {
-        let side = |g: u64| Side {
-            first: AtomicPtr::new(Box::into_raw(Table::new(MIN_TABLE, stamp_of(g)))),
+        let side = |g: u64| {
+            let table = Box::into_raw(Table::new(MIN_TABLE, stamp_of(g)));
+            Side {
+                first: AtomicPtr::new(table),
+                current: AtomicPtr::new(table),
+            }
         };
         Tables {
             word: CachePadded::new(AtomicU64::new(0)),
@@ -382,7 +453,7 @@ impl<K: Eq, V> Tables<K, V> {
         };
         match self.find(hash, &key, true) {
             None => Err((Refused::Closed, key, value)),
-            Some(Found::Claimed { held, slot, table }) => {
+            Some(Found::Claimed { held, cells, table }) => {
                 if !admit() {
                     // `held` reverts the claim to empty.
                     return Err((Refused::Full, key, value));
@@ -393,8 +464,8 @@ impl<K: Eq, V> Tables<K, V> {
                 // Release store of `release`; (2) the cells are uninitialized (not `KEYED`,
                 // not `VALUE`), so nothing is overwritten without being dropped.
                 unsafe {
-                    slot.key.with_mut(|cell| (*cell).write(key));
-                    slot.record.with_mut(|cell| {
+                    cells.key.with_mut(|cell| (*cell).write(Key { hash, key }));
+                    cells.record.with_mut(|cell| {
                         (*cell).write(Record {
                             value,
                             version,
@@ -402,15 +473,12 @@ impl<K: Eq, V> Tables<K, V> {
                         })
                     });
                 }
-                // Relaxed: a count for `len`; the slot lock orders it with the decrement of a
-                // later `delete` of this key.
-                table.live.fetch_add(1, Ordering::Relaxed);
-                held.release(keyed);
+                self.inserted(held, keyed, table);
                 Ok(Written::Inserted)
             }
             Some(Found::Keyed {
                 held,
-                slot,
+                cells,
                 table,
                 state,
             }) => {
@@ -421,7 +489,7 @@ impl<K: Eq, V> Tables<K, V> {
                     // SAFETY: this thread holds the slot lock (see `find`), and the value cell
                     // is uninitialized (no `VALUE`).
                     unsafe {
-                        slot.record.with_mut(|cell| {
+                        cells.record.with_mut(|cell| {
                             (*cell).write(Record {
                                 value,
                                 version,
@@ -429,15 +497,13 @@ impl<K: Eq, V> Tables<K, V> {
                             })
                         });
                     }
-                    // Relaxed: as for a claimed slot above.
-                    table.live.fetch_add(1, Ordering::Relaxed);
-                    held.release(state | VALUE);
+                    self.inserted(held, state | VALUE, table);
                     return Ok(Written::Inserted);
                 }
                 // SAFETY: this thread holds the slot lock and the value cell is initialized
                 // (`VALUE`).
                 let replaced = unsafe {
-                    slot.record.with_mut(|cell| {
+                    cells.record.with_mut(|cell| {
                         let stored = (*cell).assume_init_mut();
                         if newer && version <= stored.version {
                             return Err(value);
@@ -470,6 +536,20 @@ impl<K: Eq, V> Tables<K, V> {
         }
     }
 
+    /// Counts a key that got a value in `table`, releases its slot with `state`, and grows
+    /// the table if that took it past [`grows_past`].
+    #[inline]
+    fn inserted(&self, held: Held<'_>, state: u64, table: &Table<K, V>) {
+        // Relaxed: a count for `len` and the growth trigger; the slot lock orders it with the
+        // decrement of a later `delete` of this key.
+        let live = table.live.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        held.release(state);
+        // After the release: the migration locks every slot, this one included.
+        if live > grows_past(table.states.len()) {
+            self.grow(table, state & STAMP_MASK);
+        }
+    }
+
     /// A clone of the value of `key` in the current generation.
     pub fn get<Q>(&self, hash: u64, key: &Q) -> Option<V>
     where
@@ -478,7 +558,7 @@ impl<K: Eq, V> Tables<K, V> {
         V: Clone,
     {
         let Some(Found::Keyed {
-            held, slot, state, ..
+            held, cells, state, ..
         }) = self.find(hash, key, false)
         else {
             return None;
@@ -489,7 +569,8 @@ impl<K: Eq, V> Tables<K, V> {
         // SAFETY: this thread holds the slot lock and the value cell is initialized
         // (`VALUE`); a panic in `clone` releases the slot unchanged (`held`).
         let value = unsafe {
-            slot.record
+            cells
+                .record
                 .with_mut(|cell| (*cell).assume_init_ref().value.clone())
         };
         drop(held);
@@ -506,7 +587,7 @@ impl<K: Eq, V> Tables<K, V> {
     {
         let Some(Found::Keyed {
             held,
-            slot,
+            cells,
             table,
             state,
         }) = self.find(hash, key, false)
@@ -518,7 +599,7 @@ impl<K: Eq, V> Tables<K, V> {
         }
         // SAFETY: this thread holds the slot lock and the value cell is initialized
         // (`VALUE`); the state released below says it is not any more, so it is read once.
-        let old = unsafe { slot.record.with_mut(|cell| (*cell).assume_init_read()) };
+        let old = unsafe { cells.record.with_mut(|cell| (*cell).assume_init_read()) };
         // Relaxed: a count; the increment of the insert is ordered before by the slot lock.
         table.live.fetch_sub(1, Ordering::Relaxed);
         held.release(state & !VALUE);
@@ -527,21 +608,25 @@ impl<K: Eq, V> Tables<K, V> {
 
     /// Keys with a value in the current generation.
     pub fn len(&self) -> usize {
-        // Acquire: pairs with the taker's Release store, so the side's first table is seen.
+        // Acquire: pairs with the taker's Release store, so the side's tables are seen.
         let word = self.word.load(Ordering::Acquire);
         if word & CLOSED != 0 {
             return 0;
         }
         let stamp = stamp_of(word);
-        // Acquire: pairs with the Release store of `first` by the taker that prepared it.
-        let mut table = self.sides[side_of(word)].first.load(Ordering::Acquire);
+        // Acquire: pairs with the Release store of `current` by the taker that prepared the
+        // side or a migrator that advanced it. The tables before it count nothing: their
+        // keys moved, and the migrations that moved them moved their counts first.
+        let mut table = self.sides[side_of(word)].current.load(Ordering::Acquire);
+        // Wrapping: a migration subtracts what it moved from a table whose own migration
+        // into it may not have added its count yet; the sum over the chain is right.
         let mut live = 0u64;
         loop {
-            // SAFETY: tables are freed only in `Drop`; `first` and every linked `next` point
-            // to a live table.
+            // SAFETY: tables are freed only in `Drop`; `current` and every linked `next`
+            // point to a live table.
             let current = unsafe { &*table };
             // Relaxed: a count; `len` promises nothing about writes in flight.
-            live += current.live.load(Ordering::Relaxed);
+            live = live.wrapping_add(current.live.load(Ordering::Relaxed));
             // Acquire: pairs with the Release store that marked the link linked, after `next`.
             let link = current.link.load(Ordering::Acquire);
             if link & (STAMP_MASK | KEYED) != stamp | KEYED {
@@ -553,7 +638,8 @@ impl<K: Eq, V> Tables<K, V> {
                 break;
             }
         }
-        live as usize
+        // A sum caught between a migration's two counts may be briefly off, never below 0.
+        live.min(i64::MAX as u64) as usize
     }
 
     /// No key has a value in the current generation.
@@ -629,7 +715,8 @@ impl<K: Eq, V> Tables<K, V> {
             // SAFETY: tables of a chain are live until `Drop`.
             let current = unsafe { &*last };
             // Relaxed (both): the chain was sealed by a taker; the Acquire seal CAS of each
-            // link made `next` visible to takers.
+            // link made `next` visible to takers, and the tables before the side's `current`
+            // were linked before it was advanced past them.
             if current.link.load(Ordering::Relaxed) & KEYED == 0 {
                 break;
             }
@@ -638,14 +725,14 @@ impl<K: Eq, V> Tables<K, V> {
         }
         // SAFETY: as above.
         let kept = unsafe { &*last };
-        let first = if kept.slots.len() >= want {
-            // Release (slots, `next`, link): published to writers of the new generation by
+        let first = if kept.states.len() >= want {
+            // Release (states, `next`, link): published to writers of the new generation by
             // the Release store of the generation word anyway; Release here is for stale
             // writers, which compare the stamp and start over: pairs with their Acquire load
-            // of the slot (or `next`), ordering their re-load of the generation word after
+            // of the state (or `next`), ordering their re-load of the generation word after
             // this taker's store of the current one.
-            for slot in kept.slots.iter() {
-                slot.state.store(stamp, Ordering::Release);
+            for state in kept.states.iter() {
+                state.store(stamp, Ordering::Release);
             }
             kept.next.store(ptr::null_mut(), Ordering::Release);
             kept.link.store(stamp, Ordering::Release);
@@ -656,15 +743,17 @@ impl<K: Eq, V> Tables<K, V> {
             taker.retired.push(last);
             Box::into_raw(Table::new(want, stamp))
         };
-        // Release: pairs with the Acquire load of `first` by writers, including stale ones
-        // that are not ordered after the generation word's store, so a new table is seen
-        // initialized.
+        // Release (both): pairs with the Acquire load of `current` by writers (and of
+        // `first` by takers), including stale writers that are not ordered after the
+        // generation word's store, so a new table is seen initialized.
         side.first.store(first, Ordering::Release);
+        side.current.store(first, Ordering::Release);
     }
 
-    /// Seals every slot and link of `side`'s chain, then moves its entries into `out` and
-    /// the keys without a value (deleted in the generation) into `dead`; runs no user code.
-    /// Returns the entries taken and the keys found (with or without a value).
+    /// Seals every slot and link of `side`'s chain from its `current` table on, then moves
+    /// its entries into `out` and the keys without a value (deleted in the generation) into
+    /// `dead`; runs no user code. Returns the entries taken and the keys found (with or
+    /// without a value).
     ///
     /// # Safety
     ///
@@ -676,15 +765,18 @@ impl<K: Eq, V> Tables<K, V> {
         out: &mut Vec<Entry<K, V>>,
         dead: &mut Vec<K>,
     ) -> (usize, usize) {
-        // Relaxed: the taker's own store (or an earlier taker's, ordered by `taker`).
-        let first = side.first.load(Ordering::Relaxed);
+        // Acquire: pairs with the Release CAS of a migrator that advanced it. The tables
+        // before it hold moved slots only (a migrator moved every slot before marking the
+        // link that lets `current` pass), and a writer that reaches them goes on to the tables
+        // sealed here.
+        let first = side.current.load(Ordering::Acquire);
         // First seal everything: after this no writer touches the chain's cells.
         let mut table = first;
         while !table.is_null() {
             // SAFETY: tables are freed only in `Drop`.
             let current = unsafe { &*table };
-            for slot in current.slots.iter() {
-                seal(&slot.state);
+            for state in current.states.iter() {
+                seal(state);
             }
             let link = seal(&current.link);
             table = if link & KEYED != 0 {
@@ -702,9 +794,9 @@ impl<K: Eq, V> Tables<K, V> {
         while !table.is_null() {
             // SAFETY: as above.
             let current = unsafe { &*table };
-            for slot in current.slots.iter() {
+            for (state, cells) in current.states.iter().zip(current.cells.iter()) {
                 // Relaxed: this thread sealed the slot above.
-                let state = slot.state.load(Ordering::Relaxed);
+                let state = state.load(Ordering::Relaxed);
                 if state & KEYED == 0 {
                     continue;
                 }
@@ -712,10 +804,11 @@ impl<K: Eq, V> Tables<K, V> {
                 // SAFETY: (1) the slot is sealed, so no writer accesses its cells again, and
                 // the Acquire seal CAS made the last holder's writes visible; (2) `KEYED` says
                 // the key is initialized; it is read once: the side is reset before reuse.
-                let key = unsafe { slot.key.with_mut(|cell| (*cell).assume_init_read()) };
+                let key = unsafe { cells.key.with_mut(|cell| (*cell).assume_init_read()) }.key;
                 if state & VALUE != 0 {
                     // SAFETY: as for the key; `VALUE` says the value is initialized.
-                    let record = unsafe { slot.record.with_mut(|cell| (*cell).assume_init_read()) };
+                    let record =
+                        unsafe { cells.record.with_mut(|cell| (*cell).assume_init_read()) };
                     out.push(Entry {
                         key,
                         value: record.value,
@@ -746,7 +839,6 @@ impl<K: Eq, V> Tables<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let tag = hash >> TAG_SHIFT;
         'generation: loop {
             // Acquire: pairs with the taker's Release store of the word, so the side prepared
             // for this generation (its first table, reset slots) is seen.
@@ -755,119 +847,29 @@ impl<K: Eq, V> Tables<K, V> {
                 return None;
             }
             let stamp = stamp_of(word);
-            // Acquire: pairs with the taker's Release store of `first` (for a stale writer,
-            // one not ordered by the word).
-            let mut table = self.sides[side_of(word)].first.load(Ordering::Acquire);
+            // Acquire: pairs with the Release store of `current` by the taker (for a stale
+            // writer, one not ordered by the word) or by a migrator advancing it.
+            let mut table = self.sides[side_of(word)].current.load(Ordering::Acquire);
             loop {
-                // SAFETY: tables are freed only in `Drop`; `first` and every linked `next`
+                // SAFETY: tables are freed only in `Drop`; `current` and every linked `next`
                 // point to a live table.
                 let current = unsafe { &*table };
-                let mask = current.slots.len() - 1;
-                let mut index = hash as usize & mask;
-                let mut probed = 0;
-                let mut step = 0;
-                while probed < current.slots.len().min(MAX_PROBE) {
-                    let slot = &current.slots[index];
-                    // Acquire: pairs with the taker's AcqRel seal CAS and Release reset
-                    // store, so a writer that finds the slot sealed or stamped for a later
-                    // generation is ordered after the taker's store of the generation word,
-                    // and its re-load of the word finds a newer generation. (The cells are
-                    // reached through the Acquire CAS that takes the slot.)
-                    let state = slot.state.load(Ordering::Acquire);
-                    if state & STAMP_MASK != stamp || state & SEALED != 0 {
-                        continue 'generation;
-                    }
-                    let same_tag = state & TAG_MASK == tag;
-                    if state & LOCKED != 0 {
-                        if same_tag || (claim && state & KEYED == 0) {
-                            // Held for this key's tag, or a claim that may revert to empty:
-                            // wait for it (see the module docs).
-                            spin_wait(&mut step);
-                        } else {
-                            index = (index + 1) & mask;
-                            probed += 1;
-                        }
-                        continue;
-                    }
-                    if state & KEYED == 0 {
-                        if !claim {
-                            return None;
-                        }
-                        // Acquire: pairs with the Release store of the last holder of the slot
-                        // (a refused claim), ordering its cell accesses before ours.
-                        if slot
-                            .state
-                            .compare_exchange(
-                                state,
-                                stamp | LOCKED | tag,
-                                Ordering::Acquire,
-                                Ordering::Relaxed,
-                            )
-                            .is_ok()
-                        {
-                            return Some(Found::Claimed {
-                                held: Held {
-                                    state: &slot.state,
-                                    restore: state,
-                                },
-                                slot,
-                                table: current,
-                            });
-                        }
-                        continue;
-                    }
-                    if !same_tag {
-                        index = (index + 1) & mask;
-                        probed += 1;
-                        continue;
-                    }
-                    // Acquire: pairs with the Release store of the slot's last holder, so its
-                    // key and value writes are seen.
-                    if slot
-                        .state
-                        .compare_exchange(
-                            state,
-                            state | LOCKED,
-                            Ordering::Acquire,
-                            Ordering::Relaxed,
-                        )
-                        .is_err()
-                    {
-                        continue;
-                    }
-                    let held = Held {
-                        state: &slot.state,
-                        restore: state,
-                    };
-                    // SAFETY: this thread holds the slot lock and the key cell is initialized
-                    // (`KEYED`); a panic in `eq` releases the slot unchanged (`held`).
-                    let same = unsafe {
-                        slot.key
-                            .with_mut(|cell| (*cell).assume_init_ref().borrow() == key)
-                    };
-                    if same {
-                        return Some(Found::Keyed {
-                            held,
-                            slot,
-                            table: current,
-                            state,
-                        });
-                    }
-                    drop(held);
-                    index = (index + 1) & mask;
-                    probed += 1;
-                }
-                match self.next_table(current, stamp, claim) {
-                    Next::Table(next) => table = next,
-                    Next::Restart => continue 'generation,
-                    Next::End => return None,
+                match probe(current, stamp, hash, Some(key), claim) {
+                    Step::Found(found) => return Some(found),
+                    Step::Absent => return None,
+                    Step::Restart => continue 'generation,
+                    Step::NextTable => match self.next_table(current, stamp, claim) {
+                        Next::Table(next) => table = next,
+                        Next::Restart => continue 'generation,
+                        Next::End => return None,
+                    },
                 }
             }
         }
     }
 
-    /// The table linked after `table` in the generation with `stamp`, linking a new one
-    /// (twice as big) if nobody has and `claim` is set.
+    /// The table linked after `table` in the generation with `stamp`; if nobody has linked
+    /// one and `claim` is set, links one (twice as big) and migrates `table` into it.
     #[cold]
     fn next_table(&self, table: &Table<K, V>, stamp: u64, claim: bool) -> Next<K, V> {
         let mut step = 0;
@@ -897,24 +899,356 @@ impl<K: Eq, V> Tables<K, V> {
                 continue;
             }
             // Acquire: orders this thread after the link word's earlier holders (nothing to
-            // see; the store of `next` below is this thread's alone while it holds the link).
+            // see; the store of `next` is this thread's alone while it holds the link).
             if table
                 .link
                 .compare_exchange(link, link | LOCKED, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
+                .is_ok()
             {
-                continue;
+                return Next::Table(self.link_and_migrate(table, stamp));
             }
-            let next = Box::into_raw(Table::new(table.slots.len() * 2, stamp));
-            // Release: pairs with the Acquire loads of `next` by writers and `len`, publishing
-            // the new table's initialization.
-            table.next.store(next, Ordering::Release);
-            // Release: pairs with the Acquire load of `link` above (other writers) and with
-            // the taker's Acquire seal CAS, ordering `next` before the linked state.
-            table.link.store(stamp | KEYED, Ordering::Release);
-            return Next::Table(next);
         }
     }
+
+    /// Links the next table after `table` and migrates `table` into it, unless it is linked
+    /// (or being linked) already or its generation has ended. Called by a writer after its
+    /// insert took `table` past [`grows_past`].
+    #[cold]
+    fn grow(&self, table: &Table<K, V>, stamp: u64) {
+        // Acquire: orders this thread after the link word's earlier holders, as in
+        // `next_table`.
+        if table
+            .link
+            .compare_exchange(stamp, stamp | LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.link_and_migrate(table, stamp);
+        }
+    }
+
+    /// With `table`'s link locked by this thread: links a table twice as big after it,
+    /// migrates every slot of `table` into it, and returns it.
+    #[cold]
+    fn link_and_migrate(&self, table: &Table<K, V>, stamp: u64) -> *mut Table<K, V> {
+        let next = Box::into_raw(Table::new(table.states.len() * 2, stamp));
+        // Release: pairs with the Acquire loads of `next` by writers, the migrator and `len`,
+        // publishing the new table's initialization.
+        table.next.store(next, Ordering::Release);
+        // Release: pairs with the Acquire load of `link` by writers and with the taker's
+        // Acquire seal CAS, ordering `next` before the linked state.
+        table.link.store(stamp | KEYED, Ordering::Release);
+        self.migrate(table, next, stamp);
+        next
+    }
+
+    /// Moves every slot of `from` (linked, by this thread, to `to`) in the generation with
+    /// `stamp`: see the module docs. Stops early, leaving the rest where it is for the
+    /// taker, if the generation ends.
+    #[cold]
+    fn migrate(&self, from: &Table<K, V>, to: *mut Table<K, V>, stamp: u64) {
+        let mut moved = 0u64;
+        let complete = 'slots: {
+            for (state, cells) in from.states.iter().zip(from.cells.iter()) {
+                let mut step = 0;
+                loop {
+                    // Acquire: pairs with the Release store of the slot's last holder (its
+                    // cells are reached through the Acquire CAS below) and with the taker's
+                    // seal (stale generations are not migrated).
+                    let current = state.load(Ordering::Acquire);
+                    if current & STAMP_MASK != stamp || current & SEALED != 0 {
+                        break 'slots false;
+                    }
+                    if current & MOVED != 0 {
+                        break;
+                    }
+                    if current & LOCKED != 0 {
+                        spin_wait(&mut step);
+                        continue;
+                    }
+                    if current & KEYED == 0 {
+                        // Release: as a writer's move of an empty slot (see `probe`).
+                        if state
+                            .compare_exchange(
+                                current,
+                                stamp | MOVED,
+                                Ordering::Release,
+                                Ordering::Relaxed,
+                            )
+                            .is_ok()
+                        {
+                            break;
+                        }
+                        continue;
+                    }
+                    // Acquire: pairs with the Release store of the slot's last holder, so its
+                    // key and value writes are seen.
+                    if state
+                        .compare_exchange(
+                            current,
+                            current | LOCKED,
+                            Ordering::Acquire,
+                            Ordering::Relaxed,
+                        )
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    let held = Held {
+                        state,
+                        restore: current,
+                    };
+                    // SAFETY: this thread holds the slot and its key cell is initialized
+                    // (`KEYED`).
+                    let hash = unsafe { cells.key.with_mut(|cell| (*cell).assume_init_ref().hash) };
+                    let Some((placed, into)) = self.place(to, hash, stamp) else {
+                        // The generation ended: `held` releases the slot unchanged.
+                        break 'slots false;
+                    };
+                    // SAFETY: (1) this thread holds both slots: the source locked, with its
+                    // key (and, with `VALUE`, value) cells initialized, and the destination
+                    // claimed, with uninitialized cells; (2) the cells are moved by copying
+                    // them, and the source's state below says they are uninitialized, so
+                    // each is read (and dropped) once, from the destination.
+                    unsafe {
+                        cells.key.with_mut(|source| {
+                            into.key
+                                .with_mut(|dest| ptr::copy_nonoverlapping(source, dest, 1))
+                        });
+                        if current & VALUE != 0 {
+                            cells.record.with_mut(|source| {
+                                into.record
+                                    .with_mut(|dest| ptr::copy_nonoverlapping(source, dest, 1))
+                            });
+                        }
+                    }
+                    if current & VALUE != 0 {
+                        moved += 1;
+                    }
+                    // The new slot first: a writer that finds the old one moved must find the
+                    // key in the new table.
+                    placed.release(stamp | (current & (TAG_MASK | KEYED | VALUE)));
+                    held.release(stamp | MOVED);
+                    break;
+                }
+            }
+            true
+        };
+        // SAFETY: a linked `next` lives until `Drop`.
+        let into = unsafe { &*to };
+        // Relaxed (both): counts (see `len`).
+        into.live.fetch_add(moved, Ordering::Relaxed);
+        from.live.fetch_sub(moved, Ordering::Relaxed);
+        // Release: pairs with the Acquire load of the link in `advance`, `len` and the
+        // taker's seal, ordering the counts and every move above before it.
+        if complete
+            && from
+                .link
+                .compare_exchange(
+                    stamp | KEYED,
+                    stamp | KEYED | MOVED,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            self.advance(stamp);
+        }
+    }
+
+    /// Claims an empty slot for a moved key with `hash` in `to` or a table after it, in the
+    /// generation with `stamp`; `None` if the generation ended.
+    fn place(
+        &self,
+        to: *mut Table<K, V>,
+        hash: u64,
+        stamp: u64,
+    ) -> Option<(Held<'_>, &Cells<K, V>)> {
+        let mut table = to;
+        loop {
+            // SAFETY: a linked `next` lives until `Drop`.
+            let current = unsafe { &*table };
+            match probe::<K, V, K>(current, stamp, hash, None, true) {
+                Step::Found(Found::Claimed { held, cells, .. }) => return Some((held, cells)),
+                Step::Restart => return None,
+                Step::Found(Found::Keyed { .. }) | Step::Absent => {
+                    unreachable!("a probe without a key finds no key")
+                }
+                Step::NextTable => match self.next_table(current, stamp, true) {
+                    Next::Table(next) => table = next,
+                    Next::Restart => return None,
+                    Next::End => unreachable!("a claiming probe links a table"),
+                },
+            }
+        }
+    }
+
+    /// Moves the side's `current` pointer past every table whose slots have all moved.
+    fn advance(&self, stamp: u64) {
+        let side = &self.sides[side_of_stamp(stamp)];
+        // Acquire: pairs with the Release stores of `current` (taker, other migrators).
+        let mut table = side.current.load(Ordering::Acquire);
+        loop {
+            // SAFETY: tables are freed only in `Drop`.
+            let current = unsafe { &*table };
+            // Acquire: pairs with the migrator's Release CAS that marked the link moved.
+            let link = current.link.load(Ordering::Acquire);
+            if link & (STAMP_MASK | SEALED | MOVED) != stamp | MOVED {
+                return;
+            }
+            // Acquire: pairs with the linker's Release store of `next`.
+            let next = current.next.load(Ordering::Acquire);
+            // Release: pairs with the Acquire load of `current` by writers, `len` and the
+            // taker, so they see the tables (and counts) this thread saw. A table passed
+            // here is linked, so it is retired by the next `prepare` of the side and never
+            // `current` again: a stale migrator's CAS cannot move a later generation's
+            // pointer.
+            match side
+                .current
+                .compare_exchange(table, next, Ordering::Release, Ordering::Acquire)
+            {
+                Ok(_) => table = next,
+                Err(actual) => table = actual,
+            }
+        }
+    }
+}
+
+/// Probes `table` for `key` (or, with `None`, for an empty slot for a moved key with
+/// `hash`) in the generation with `stamp`: see the module docs for each case.
+#[inline(always)]
+fn probe<'a, K, V, Q>(
+    table: &'a Table<K, V>,
+    stamp: u64,
+    hash: u64,
+    key: Option<&Q>,
+    claim: bool,
+) -> Step<'a, K, V>
+where
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
+    let tag = hash >> TAG_SHIFT;
+    // Acquire: pairs with the linker's Release store of the link (a writer that sees it
+    // linked then sees `next`) and with the taker's seal and reset, as for the states below.
+    let link = table.link.load(Ordering::Acquire);
+    if link & STAMP_MASK != stamp || link & SEALED != 0 {
+        return Step::Restart;
+    }
+    let mut linked = link & KEYED != 0;
+    let mask = table.states.len() - 1;
+    let mut index = hash as usize & mask;
+    let mut probed = 0;
+    let mut step = 0;
+    while probed <= mask {
+        let word = &table.states[index];
+        // Acquire: pairs with the taker's AcqRel seal CAS and Release reset store, so a
+        // writer that finds the slot sealed or stamped for a later generation is ordered
+        // after the taker's store of the generation word, and its re-load of the word finds
+        // a newer generation; and with the Release store that moved the slot, so that the
+        // table is seen linked and a moved key is seen in the next table. (The cells are
+        // reached through the Acquire CAS that takes the slot.)
+        let state = word.load(Ordering::Acquire);
+        if state & STAMP_MASK != stamp || state & SEALED != 0 {
+            return Step::Restart;
+        }
+        if state & MOVED != 0 {
+            // Only a linked table has moved slots.
+            linked = true;
+            index = (index + 1) & mask;
+            probed += 1;
+            continue;
+        }
+        let same_tag = key.is_some() && state & TAG_MASK == tag;
+        if state & LOCKED != 0 {
+            if same_tag || (claim && state & KEYED == 0) {
+                // Held for this key's tag, or a claim that may revert to empty: wait for
+                // it (see the module docs).
+                spin_wait(&mut step);
+            } else {
+                index = (index + 1) & mask;
+                probed += 1;
+            }
+            continue;
+        }
+        if state & KEYED == 0 {
+            if linked {
+                if !claim {
+                    return Step::NextTable;
+                }
+                // Release: pairs with the Acquire load of a writer that finds the slot moved,
+                // which then sees the table linked (this thread saw it linked, or saw another
+                // moved slot, before).
+                if word
+                    .compare_exchange(state, stamp | MOVED, Ordering::Release, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Step::NextTable;
+                }
+                continue;
+            }
+            if !claim {
+                return Step::Absent;
+            }
+            // Acquire: pairs with the Release store of the last holder of the slot (a refused
+            // claim), ordering its cell accesses before ours.
+            if word
+                .compare_exchange(
+                    state,
+                    stamp | LOCKED | tag,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                return Step::Found(Found::Claimed {
+                    held: Held {
+                        state: word,
+                        restore: state,
+                    },
+                    cells: &table.cells[index],
+                    table,
+                });
+            }
+            continue;
+        }
+        let Some(key) = key.filter(|_| same_tag) else {
+            index = (index + 1) & mask;
+            probed += 1;
+            continue;
+        };
+        // Acquire: pairs with the Release store of the slot's last holder, so its key and
+        // value writes are seen.
+        if word
+            .compare_exchange(state, state | LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            continue;
+        }
+        let held = Held {
+            state: word,
+            restore: state,
+        };
+        let cells = &table.cells[index];
+        // SAFETY: this thread holds the slot lock and the key cell is initialized (`KEYED`);
+        // a panic in `eq` releases the slot unchanged (`held`).
+        let same = unsafe {
+            cells
+                .key
+                .with_mut(|cell| (*cell).assume_init_ref().key.borrow() == key)
+        };
+        if same {
+            return Step::Found(Found::Keyed {
+                held,
+                cells,
+                table,
+                state,
+            });
+        }
+        drop(held);
+        index = (index + 1) & mask;
+        probed += 1;
+    }
+    Step::NextTable
 }
 
 /// Seals a slot or link word: waits while it is locked, then sets `SEALED` with a CAS from
@@ -951,20 +1285,20 @@ impl<K, V> Drop for Tables<K, V> {
         unsafe fn free<K, V>(table: *mut Table<K, V>) {
             // SAFETY: the caller's guarantee.
             let table = unsafe { Box::from_raw(table) };
-            for slot in table.slots.iter() {
+            for (state, cells) in table.states.iter().zip(table.cells.iter()) {
                 // Relaxed: `&mut self` orders everything before this drop.
-                let state = slot.state.load(Ordering::Relaxed);
+                let state = state.load(Ordering::Relaxed);
                 if state & SEALED != 0 {
                     // Drained by a take (or retired after one).
                     continue;
                 }
                 if state & KEYED != 0 {
                     // SAFETY: an unsealed `KEYED` slot holds an initialized key.
-                    unsafe { slot.key.with_mut(|cell| (*cell).assume_init_drop()) };
+                    unsafe { cells.key.with_mut(|cell| (*cell).assume_init_drop()) };
                 }
                 if state & VALUE != 0 {
                     // SAFETY: an unsealed `VALUE` slot holds an initialized value.
-                    unsafe { slot.record.with_mut(|cell| (*cell).assume_init_drop()) };
+                    unsafe { cells.record.with_mut(|cell| (*cell).assume_init_drop()) };
                 }
             }
         }
@@ -1225,6 +1559,123 @@ mod tests {
         }
     }
 
+    /// The tables of the side that generation `word` fills, from its first one: their
+    /// sizes and how many keyed slots each holds. Only for a store no other thread uses.
+    fn chain(t: &Tables<u64, u64>) -> (Vec<(usize, usize)>, usize) {
+        let word = t.word.load(Ordering::Relaxed);
+        let side = &t.sides[side_of(word)];
+        let mut tables = Vec::new();
+        let mut current_at = usize::MAX;
+        let mut table = side.first.load(Ordering::Relaxed);
+        while !table.is_null() {
+            if table == side.current.load(Ordering::Relaxed) {
+                current_at = tables.len();
+            }
+            // SAFETY: no other thread uses `t`; tables live until it is dropped.
+            let current = unsafe { &*table };
+            let keyed = current
+                .states
+                .iter()
+                .filter(|s| s.load(Ordering::Relaxed) & KEYED != 0)
+                .count();
+            tables.push((current.states.len(), keyed));
+            table = if current.link.load(Ordering::Relaxed) & KEYED != 0 {
+                current.next.load(Ordering::Relaxed)
+            } else {
+                ptr::null_mut()
+            };
+        }
+        (tables, current_at)
+    }
+
+    #[test]
+    fn growth_moves_every_key_into_the_newest_table() {
+        let n: u64 = if cfg!(miri) { 50 } else { 100_000 };
+        let t = Tables::new();
+        for k in 0..n {
+            assert_eq!(put(&t, k, k), Ok(Written::Inserted));
+        }
+        let (tables, current_at) = chain(&t);
+        // Writers start at the last table, which holds every key, at most 3/4 full; the
+        // tables before it hold none.
+        assert_eq!(current_at, tables.len() - 1, "{tables:?}");
+        let &(len, keyed) = tables.last().unwrap();
+        assert_eq!(keyed as u64, n);
+        assert!(keyed as u64 <= grows_past(len), "{tables:?}");
+        assert!(tables[..current_at].iter().all(|&(_, keyed)| keyed == 0));
+        assert_eq!(t.len() as u64, n);
+        for k in 0..n {
+            assert_eq!(t.get(spread(k), &k), Some(k));
+        }
+        let out = drained(&t);
+        assert_eq!(out.len() as u64, n);
+        assert!(out
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.key == i as u64 && e.value == e.key));
+    }
+
+    #[test]
+    fn keys_of_one_hash_fit_without_endless_growth() {
+        // A `Hash` that returns one value for every key: each probe walks the whole run of
+        // keys, but a table is always found with room, and growth stops at 3/4 full.
+        let n: u64 = if cfg!(miri) { 12 } else { 300 };
+        let t = Tables::new();
+        let h = hash(5, 5);
+        for k in 0..n {
+            assert_eq!(t.write(h, k, Write::Put(k), || true), Ok(Written::Inserted));
+        }
+        for k in 0..n {
+            assert_eq!(
+                t.write(h, k, Write::Put(k + 1), || true),
+                Ok(Written::Replaced)
+            );
+        }
+        assert!(t.delete(h, &0).is_some());
+        assert_eq!(t.get(h, &1), Some(2));
+        let (tables, _) = chain(&t);
+        let &(len, _) = tables.last().unwrap();
+        assert!((len as u64) <= 4 * n, "{tables:?}");
+        let out = drained(&t);
+        assert_eq!(out.len() as u64, n - 1);
+        assert!(out.iter().all(|e| e.value == e.key + 1));
+    }
+
+    #[test]
+    fn replacements_racing_migrations_keep_the_newest_value() {
+        let fresh: u64 = if cfg!(miri) { 40 } else { 50_000 };
+        let hot: u64 = if cfg!(miri) { 4 } else { 100 };
+        let rounds: u64 = if cfg!(miri) { 5 } else { 300 };
+        let t = Tables::new();
+        for k in 0..hot {
+            assert_eq!(newer(&t, k, 0, 0), Ok(Written::Inserted));
+        }
+        std::thread::scope(|s| {
+            let t = &t;
+            // Inserts that keep the side growing, so its tables migrate under the updates.
+            s.spawn(move || {
+                for k in hot..hot + fresh {
+                    assert_eq!(put(t, k, k), Ok(Written::Inserted));
+                }
+            });
+            s.spawn(move || {
+                for r in 1..=rounds {
+                    for k in 0..hot {
+                        assert_eq!(newer(t, k, r, r), Ok(Written::Replaced));
+                        // Never a version older than this writer's own last write.
+                        assert_eq!(t.get(spread(k), &k), Some(r));
+                    }
+                }
+            });
+        });
+        let out = drained(&t);
+        assert_eq!(out.len() as u64, hot + fresh);
+        for e in &out[..hot as usize] {
+            assert_eq!((e.value, e.version, e.updates), (rounds, rounds, rounds));
+        }
+        assert!(out[hot as usize..].iter().all(|e| e.value == e.key));
+    }
+
     #[test]
     fn sides_adapt_to_the_key_count() {
         let n: u64 = if cfg!(miri) { 40 } else { 2_000 };
@@ -1241,7 +1692,7 @@ mod tests {
             let word = t.word.load(Ordering::Relaxed);
             // SAFETY: no other thread uses `t`.
             let first = unsafe { &*t.sides[side_of(word)].first.load(Ordering::Relaxed) };
-            assert!(first.slots.len() as u64 >= 2 * n);
+            assert!(first.states.len() as u64 >= 2 * n);
             assert_eq!(drained(&t).len() as u64, n);
         }
     }
