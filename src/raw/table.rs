@@ -459,6 +459,7 @@ impl<K: Eq, V> Tables<K, V> {
                     return Err((Refused::Full, key, value));
                 }
                 let keyed = (held.restore & !TAG_MASK) | (hash >> TAG_SHIFT) | KEYED | VALUE;
+                let grow = Self::count_insert(table);
                 // SAFETY: (1) this thread holds the claim on the slot (`LOCKED`, its
                 // generation not sealed), so no other thread accesses its cells until the
                 // Release store of `release`; (2) the cells are uninitialized (not `KEYED`,
@@ -473,7 +474,11 @@ impl<K: Eq, V> Tables<K, V> {
                         })
                     });
                 }
-                self.inserted(held, keyed, table);
+                held.release(keyed);
+                if grow {
+                    // After the release: the migration locks every slot, this one included.
+                    self.grow(table, keyed & STAMP_MASK);
+                }
                 Ok(Written::Inserted)
             }
             Some(Found::Keyed {
@@ -486,6 +491,7 @@ impl<K: Eq, V> Tables<K, V> {
                     if !admit() {
                         return Err((Refused::Full, key, value));
                     }
+                    let grow = Self::count_insert(table);
                     // SAFETY: this thread holds the slot lock (see `find`), and the value cell
                     // is uninitialized (no `VALUE`).
                     unsafe {
@@ -497,7 +503,11 @@ impl<K: Eq, V> Tables<K, V> {
                             })
                         });
                     }
-                    self.inserted(held, state | VALUE, table);
+                    held.release(state | VALUE);
+                    if grow {
+                        // As for a claimed slot.
+                        self.grow(table, state & STAMP_MASK);
+                    }
                     return Ok(Written::Inserted);
                 }
                 // SAFETY: this thread holds the slot lock and the value cell is initialized
@@ -536,18 +546,17 @@ impl<K: Eq, V> Tables<K, V> {
         }
     }
 
-    /// Counts a key that got a value in `table`, releases its slot with `state`, and grows
-    /// the table if that took it past [`grows_past`].
+    /// Counts a key that is getting a value in `table` (its slot held by the caller), and
+    /// says whether that takes the table past [`grows_past`]. Called before the cells are
+    /// written: the count's read-modify-write then finds the store buffer empty (the slot's
+    /// CAS just drained it), and the stores to the cells, which miss the cache on a large
+    /// table, drain while the next write probes, instead of stalling this one.
     #[inline]
-    fn inserted(&self, held: Held<'_>, state: u64, table: &Table<K, V>) {
+    fn count_insert(table: &Table<K, V>) -> bool {
         // Relaxed: a count for `len` and the growth trigger; the slot lock orders it with the
         // decrement of a later `delete` of this key.
         let live = table.live.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-        held.release(state);
-        // After the release: the migration locks every slot, this one included.
-        if live > grows_past(table.states.len()) {
-            self.grow(table, state & STAMP_MASK);
-        }
+        live > grows_past(table.states.len())
     }
 
     /// A clone of the value of `key` in the current generation.
@@ -834,6 +843,7 @@ impl<K: Eq, V> Tables<K, V> {
     /// Finds `key`'s slot in the current generation and holds it. With `claim`, claims an
     /// empty slot for it when it has none; without, returns `None` when it has none. `None`
     /// also when the store is closed for good.
+    #[inline]
     fn find<Q>(&self, hash: u64, key: &Q, claim: bool) -> Option<Found<'_, K, V>>
     where
         K: Borrow<Q>,
@@ -1128,13 +1138,10 @@ where
     Q: Eq + ?Sized,
 {
     let tag = hash >> TAG_SHIFT;
-    // Acquire: pairs with the linker's Release store of the link (a writer that sees it
-    // linked then sees `next`) and with the taker's seal and reset, as for the states below.
-    let link = table.link.load(Ordering::Acquire);
-    if link & STAMP_MASK != stamp || link & SEALED != 0 {
-        return Step::Restart;
-    }
-    let mut linked = link & KEYED != 0;
+    // Whether the table is linked: known once a moved slot is seen, or read from the link
+    // word at the first empty slot (the only place it matters: finding a stored key needs
+    // no link, so the common overwrite does not read it).
+    let mut linked = false;
     let mask = table.states.len() - 1;
     let mut index = hash as usize & mask;
     let mut probed = 0;
@@ -1171,6 +1178,16 @@ where
             continue;
         }
         if state & KEYED == 0 {
+            if !linked {
+                // Acquire: pairs with the linker's Release store of the link (a writer that
+                // sees it linked then sees `next`) and with the taker's seal and reset, as
+                // for the states.
+                let link = table.link.load(Ordering::Acquire);
+                if link & STAMP_MASK != stamp || link & SEALED != 0 {
+                    return Step::Restart;
+                }
+                linked = link & KEYED != 0;
+            }
             if linked {
                 if !claim {
                     return Step::NextTable;
