@@ -459,26 +459,12 @@ impl<K: Eq, V> Tables<K, V> {
                     return Err((Refused::Full, key, value));
                 }
                 let keyed = (held.restore & !TAG_MASK) | (hash >> TAG_SHIFT) | KEYED | VALUE;
-                let grow = Self::count_insert(table);
-                // SAFETY: (1) this thread holds the claim on the slot (`LOCKED`, its
-                // generation not sealed), so no other thread accesses its cells until the
-                // Release store of `release`; (2) the cells are uninitialized (not `KEYED`,
-                // not `VALUE`), so nothing is overwritten without being dropped.
-                unsafe {
-                    cells.key.with_mut(|cell| (*cell).write(Key { hash, key }));
-                    cells.record.with_mut(|cell| {
-                        (*cell).write(Record {
-                            value,
-                            version,
-                            updates: 0,
-                        })
-                    });
-                }
-                held.release(keyed);
-                if grow {
-                    // After the release: the migration locks every slot, this one included.
-                    self.grow(table, keyed & STAMP_MASK);
-                }
+                let record = Record {
+                    value,
+                    version,
+                    updates: 0,
+                };
+                self.insert(held, cells, table, Some(Key { hash, key }), record, keyed);
                 Ok(Written::Inserted)
             }
             Some(Found::Keyed {
@@ -491,23 +477,12 @@ impl<K: Eq, V> Tables<K, V> {
                     if !admit() {
                         return Err((Refused::Full, key, value));
                     }
-                    let grow = Self::count_insert(table);
-                    // SAFETY: this thread holds the slot lock (see `find`), and the value cell
-                    // is uninitialized (no `VALUE`).
-                    unsafe {
-                        cells.record.with_mut(|cell| {
-                            (*cell).write(Record {
-                                value,
-                                version,
-                                updates: 0,
-                            })
-                        });
-                    }
-                    held.release(state | VALUE);
-                    if grow {
-                        // As for a claimed slot.
-                        self.grow(table, state & STAMP_MASK);
-                    }
+                    let record = Record {
+                        value,
+                        version,
+                        updates: 0,
+                    };
+                    self.insert(held, cells, table, None, record, state | VALUE);
                     return Ok(Written::Inserted);
                 }
                 // SAFETY: this thread holds the slot lock and the value cell is initialized
@@ -546,17 +521,43 @@ impl<K: Eq, V> Tables<K, V> {
         }
     }
 
-    /// Counts a key that is getting a value in `table` (its slot held by the caller), and
-    /// says whether that takes the table past [`grows_past`]. Called before the cells are
-    /// written: the count's read-modify-write then finds the store buffer empty (the slot's
-    /// CAS just drained it), and the stores to the cells, which miss the cache on a large
-    /// table, drain while the next write probes, instead of stalling this one.
+    /// Gives the held slot its first value of the generation, and its key when `key` is
+    /// `Some` (a claimed slot); counts the insert, releases the slot with `state`, and grows
+    /// the table if the insert took it past [`grows_past`].
+    ///
+    /// The count comes before the cells are written: its read-modify-write then finds the
+    /// store buffer empty (the slot's CAS just drained it), and the stores to the cells,
+    /// which miss the cache on a large table, drain while the next write probes, instead of
+    /// stalling this one.
     #[inline]
-    fn count_insert(table: &Table<K, V>) -> bool {
+    fn insert(
+        &self,
+        held: Held<'_>,
+        cells: &Cells<K, V>,
+        table: &Table<K, V>,
+        key: Option<Key<K>>,
+        record: Record<V>,
+        state: u64,
+    ) {
         // Relaxed: a count for `len` and the growth trigger; the slot lock orders it with the
         // decrement of a later `delete` of this key.
         let live = table.live.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-        live > grows_past(table.states.len())
+        // SAFETY: (1) this thread holds the slot (claimed or locked, its generation not
+        // sealed), so no other thread accesses its cells until the Release store of
+        // `release`; (2) the value cell is uninitialized (the slot has no `VALUE`), and so
+        // is the key cell when `key` is given (a claimed slot is not `KEYED`): nothing is
+        // overwritten without being dropped.
+        unsafe {
+            if let Some(key) = key {
+                cells.key.with_mut(|cell| (*cell).write(key));
+            }
+            cells.record.with_mut(|cell| (*cell).write(record));
+        }
+        held.release(state);
+        if live > grows_past(table.states.len()) {
+            // After the release: the migration locks every slot, this one included.
+            self.grow(table, state & STAMP_MASK);
+        }
     }
 
     /// A clone of the value of `key` in the current generation.
