@@ -648,8 +648,9 @@ impl<K: Eq, V> Tables<K, V> {
                 break;
             }
         }
-        // A sum caught between a migration's two counts may be briefly off, never below 0.
-        live.min(i64::MAX as u64) as usize
+        // The relaxed loads may see a migration's subtraction from one table and not yet its
+        // addition to the next: the sum is then briefly low, even below 0, which reads as 0.
+        (live as i64).max(0) as usize
     }
 
     /// No key has a value in the current generation.
