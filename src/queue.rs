@@ -227,10 +227,17 @@ impl<T: Send + 'static> Queue<T> {
         if !self.handle.plain {
             return self.push_many(items.iter().copied());
         }
-        // `copied` over a slice neither panics nor runs user code: the store's write
-        // contract holds.
-        self.extend_plain(routing::this_thread(), items.iter().copied())
-            .map_err(crate::PushError::Stopped)
+        let thread = routing::this_thread();
+        let core = &*self.handle.core;
+        let partition = routing::by_thread(thread, core.partitions.len());
+        if core.partitions[partition]
+            .store
+            .extend_from_slice(thread, items)
+            .map_err(crate::PushError::Stopped)?
+        {
+            core.request_drain(partition);
+        }
+        Ok(())
     }
 
     /// Writes `items` to the calling thread's partition (the plain path: no router, no

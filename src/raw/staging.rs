@@ -138,6 +138,20 @@ impl<T: Send> Staged<T> {
         self.extend(thread, items.collect())
     }
 
+    /// [`Staged::extend_from`] for a slice of `Copy` items: the owner copies it into its lane
+    /// block run by block run.
+    pub fn extend_from_slice(&self, thread: usize, items: &[T]) -> Result<bool, Vec<T>>
+    where
+        T: Copy,
+    {
+        if let Some(lane) = self.own_lane(thread) {
+            // SAFETY: as in `push`; copying runs no user code.
+            let (first, count) = unsafe { lane.write_slice(items) };
+            return self.after_lane_write(lane, first, count);
+        }
+        self.extend(thread, items.to_vec())
+    }
+
     /// Appends every item of `items` in order; `Ok` as for [`Staged::push`]. On `Err`, the
     /// items given back were not accepted; the others were (a close for good can cut a batch
     /// in two).
@@ -182,6 +196,10 @@ impl<T: Send> Staged<T> {
         // Relaxed: ordered after the lane write by the fence pair with `close_for_good`.
         if self.hot.mode.load(Ordering::Relaxed) & CLOSED != 0 {
             return self.settle(lane, first, count);
+        }
+        // Relaxed: see `set_drain_threshold`.
+        if self.hot.drain_at.load(Ordering::Relaxed) == 0 {
+            return Ok(false);
         }
         Ok(self.lane_crossed(lane, first, count))
     }
@@ -421,6 +439,34 @@ mod tests {
         store.close_for_good(&mut closed);
         assert_eq!(
             store.extend_from(1, [7, 8].into_iter()).map(|_| ()),
+            Err(vec![7, 8])
+        );
+    }
+
+    #[test]
+    fn extend_from_slice_copies_runs_across_blocks_and_collects_when_shared() {
+        let store = Staged::new();
+        let cap = crate::raw::block_capacity::<usize>();
+        let items: Vec<usize> = (0..4 * cap + 3).collect();
+        // The first call installs the lane; the next ones copy slices that start and end
+        // mid-block and span whole blocks.
+        store.extend_from_slice(1, &items[..1]).expect("open");
+        store
+            .extend_from_slice(1, &items[1..cap + 1])
+            .expect("open");
+        store.extend_from_slice(1, &items[cap + 1..]).expect("open");
+        store.extend_from_slice(1, &[]).expect("open");
+        assert_eq!(store.len(), items.len());
+        assert_eq!(take_all(&store), items);
+        store.extend_from_slice(2, &[100, 101]).expect("open");
+        store.extend_from_slice(1, &[102]).expect("open");
+        let mut out = take_all(&store);
+        out.sort_unstable();
+        assert_eq!(out, vec![100, 101, 102]);
+        let mut closed = Vec::new();
+        store.close_for_good(&mut closed);
+        assert_eq!(
+            store.extend_from_slice(1, &[7, 8]).map(|_| ()),
             Err(vec![7, 8])
         );
     }
