@@ -51,10 +51,21 @@ fn hash(index: u64, tag: u64) -> u64 {
     (tag << 48) | index
 }
 
+/// The calling model thread's number, as `routing::this_thread` gives the handles: unique per
+/// thread, never 0. The first thread to write a store owns it, the next one shares it.
+fn me() -> usize {
+    /// Numbers handed out so far, across executions (only uniqueness matters).
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+    loom::thread_local! {
+        static ME: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    ME.with(|me| *me)
+}
+
 /// `put`, with `admit` always granting room; the value comes back on refusal.
 fn put(store: &Store, h: u64, key: u32, value: Val) -> Outcome {
     store
-        .write(h, key, Write::Put(value), || true)
+        .write(me(), h, key, Write::Put(value), || true)
         .map_err(|(refused, back_key, back)| {
             assert_eq!(back_key, key, "a refused write gave back another key");
             drop(back);
@@ -65,7 +76,7 @@ fn put(store: &Store, h: u64, key: u32, value: Val) -> Outcome {
 /// `put_newer`, with `admit` always granting room.
 fn put_newer(store: &Store, h: u64, key: u32, value: Val, version: u64) -> Outcome {
     store
-        .write(h, key, Write::Newer(value, version), || true)
+        .write(me(), h, key, Write::Newer(value, version), || true)
         .map_err(|(refused, _, back)| {
             drop(back);
             refused
@@ -229,7 +240,7 @@ fn put_vs_delete_one_key() {
         let w1 = spawn_put(&store, &ledger, h, 1, 1);
         drop(
             store
-                .delete(h, &1)
+                .delete(me(), h, &1)
                 .expect("the key always has a value here"),
         );
         let result = w1.join().expect("writer");
@@ -422,5 +433,79 @@ fn migration_racing_writes_of_the_moved_key() {
         let out = take(&store);
         assert_eq!(summary(&out), vec![(1, 1, 0, 0), (10, 11, 2, 1)]);
         finish(store, vec![out], &ledger, &[1, 10, 11]);
+    });
+}
+
+/// Model 7, an owner write racing a second writer of the same key: the main thread stores key
+/// 1 (value 1), which makes it the store's owner, then overwrites it (value 2) without a slot
+/// lock while a second thread puts it (value 3), which shares the store: it stores
+/// `SHARING`, runs the heavy fence and waits for the owner's write in progress, if any. Both
+/// writes replace, the drain holds whichever came last, and the value it replaced and the
+/// first one are dropped once each. Loom's cell tracking reports the owner's unlocked write
+/// and the sharer's locked one touching the value cell without a happens-before edge, were
+/// the fence pair or the wait wrong.
+#[test]
+fn owner_write_racing_a_sharer() {
+    model(None, || {
+        let ledger = Ledger::new();
+        let store = Arc::new(Store::new());
+        let h = hash(0, 1);
+        assert_eq!(
+            put(&store, h, 1, Val::new(1, &ledger)),
+            Ok(Written::Inserted)
+        );
+        let sharer = spawn_put(&store, &ledger, h, 1, 3);
+        let owner = put(&store, h, 1, Val::new(2, &ledger));
+        let shared = sharer.join().expect("sharer");
+        assert_eq!(
+            (owner, shared),
+            (Ok(Written::Replaced), Ok(Written::Replaced))
+        );
+        let out = take(&store);
+        let drained = summary(&out);
+        assert!(
+            drained == [(1, 2, 0, 0)] || drained == [(1, 3, 0, 0)],
+            "drained {drained:?}"
+        );
+        finish(store, vec![out], &ledger, &[1, 2, 3]);
+    });
+}
+
+/// Model 8, an owner write racing the tick: the main thread owns the store (it stored key 1,
+/// value 1) and a second thread takes while the owner overwrites the key (value 2) without a
+/// slot lock. The taker stores the next generation, then waits for the owner's write in
+/// progress behind the heavy fence before it seals: the overwrite lands either in the taken
+/// generation (the take drains value 2) or, having loaded the new generation word, in the
+/// next one as an insert (the take drains value 1, the next take value 2). Never both values
+/// in one drain, never a value lost, and loom checks the taker's reads of the cells against
+/// the owner's unlocked write.
+#[test]
+fn owner_write_racing_the_tick() {
+    model(None, || {
+        let ledger = Ledger::new();
+        let store = Arc::new(Store::new());
+        let h = hash(0, 1);
+        assert_eq!(
+            put(&store, h, 1, Val::new(1, &ledger)),
+            Ok(Written::Inserted)
+        );
+        let taker = spawn(&store, take);
+        let written = put(&store, h, 1, Val::new(2, &ledger));
+        let first = taker.join().expect("taker");
+        let second = take(&store);
+        let (a, b) = (summary(&first), summary(&second));
+        match written {
+            Ok(Written::Replaced) => {
+                assert_eq!((a.as_slice(), b.as_slice()), (&[(1, 2, 0, 0)][..], &[][..]));
+            }
+            Ok(Written::Inserted) => {
+                assert_eq!(
+                    (a.as_slice(), b.as_slice()),
+                    (&[(1, 1, 0, 0)][..], &[(1, 2, 0, 0)][..])
+                );
+            }
+            other => panic!("unexpected outcome {other:?}"),
+        }
+        finish(store, vec![first, second], &ledger, &[1, 2]);
     });
 }

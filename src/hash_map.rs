@@ -303,7 +303,9 @@ where
         V: Clone,
     {
         let (hash, partition) = self.locate(key);
-        self.handle.core.partitions[partition].store.get(hash, key)
+        self.handle.core.partitions[partition]
+            .store
+            .get(routing::this_thread(), hash, key)
     }
 
     /// Removes `key`'s value from the current tick (dropping it); true if it had one. The
@@ -317,7 +319,7 @@ where
         let (hash, partition) = self.locate(key);
         let core = &*self.handle.core;
         let part = &core.partitions[partition];
-        let Some(value) = part.store.delete(hash, key) else {
+        let Some(value) = part.store.delete(routing::this_thread(), hash, key) else {
             return false;
         };
         if core.capacity.is_some() {
@@ -383,14 +385,19 @@ where
         let part = &core.partitions[partition];
         // Whether this write holds one unit of the partition's room, taken in `admit`.
         let admitted = Cell::new(false);
-        let outcome = match core.capacity {
-            None => part.store.write(hash, key, write, || true),
-            Some(capacity) => part.store.write(hash, key, write, || {
-                let granted = part.reserve(capacity, 1) == 1;
-                admitted.set(granted);
-                granted
-            }),
-        };
+        let thread = routing::this_thread();
+        // One call, with the capacity check inside `admit`: the store's write is inlined
+        // once, and `admit` runs only for a key new to the tick.
+        let outcome = part
+            .store
+            .write(thread, hash, key, write, || match core.capacity {
+                None => true,
+                Some(capacity) => {
+                    let granted = part.reserve(capacity, 1) == 1;
+                    admitted.set(granted);
+                    granted
+                }
+            });
         match outcome {
             Ok(Written::Inserted) => {
                 if core.watches_fill() {
