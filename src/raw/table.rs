@@ -127,7 +127,7 @@
 //!   store stays shared: the heavy fence is paid once per store, not per write.
 //!
 //! An owner write only overwrites: it passes slots keyed with other keys and stops at the
-//! key's slot unlocked with a value, as a locked overwrite does (see [`Tables::overwrite`]);
+//! key's slot unlocked with a value, as a locked overwrite does (see [`Tables::write_fast`]);
 //! anything else goes down the general path. The taker's wait is for one short write (no
 //! user code runs in it but `Eq`, and a panic there ends it), so writers still never wait for
 //! a tick, and a tick waits for at most one write per owned partition.
@@ -340,7 +340,8 @@ struct Table<K, V> {
 impl<K, V> Table<K, V> {
     /// A table of `len` empty slots (a power of two) for the generation with `stamp`.
     fn new(len: usize, stamp: u64) -> Box<Self> {
-        debug_assert!(len.is_power_of_two());
+        // The unchecked indexing of `Tables::write_fast` relies on it.
+        assert!(len.is_power_of_two(), "table length {len} is not a power of two");
         Box::new(Table {
             states: (0..len).map(|_| AtomicU64::new(stamp)).collect(),
             cells: (0..len)
@@ -431,6 +432,16 @@ impl Drop for Held<'_> {
         // that it finds the key in the next table.
         self.state.store(self.restore, Ordering::Release);
     }
+}
+
+/// What [`Tables::write_fast`] did.
+enum Fast<K, V> {
+    /// The write is done.
+    Written(Written),
+    /// `admit` refused the insert: nothing changed.
+    Full(K, V),
+    /// Nothing changed: the write needs [`Tables::write_found`].
+    General(K, V),
 }
 
 /// How a thread may touch a store's slots: see [`Tables::access`].
@@ -540,16 +551,19 @@ impl<K: Eq, V> Tables<K, V> {
         hash: u64,
         key: K,
         write: Write<V>,
-        admit: impl FnOnce() -> bool,
+        mut admit: impl FnMut() -> bool,
     ) -> Result<Written, (Refused, K, V)> {
         let (value, version, newer) = match write {
             Write::Put(value) => (value, 0, false),
             Write::Newer(value, version) => (value, version, true),
         };
         let owned = self.access(thread) == Access::Owner;
-        match self.overwrite(owned, hash, &key, value, version, newer) {
-            Ok(written) => Ok(written),
-            Err(value) => self.write_found(hash, key, value, version, newer, admit),
+        match self.write_fast(owned, hash, key, value, version, newer, &mut admit) {
+            Fast::Written(written) => Ok(written),
+            Fast::Full(key, value) => Err((Refused::Full, key, value)),
+            Fast::General(key, value) => {
+                self.write_found(hash, key, value, version, newer, admit)
+            }
         }
     }
 
@@ -765,33 +779,37 @@ impl<K: Eq, V> Tables<K, V> {
         }
     }
 
-    /// The common write, kept small: an overwrite of a key that has a value in the current
-    /// table. It probes like [`probe`], but passes only slots keyed with another key, and
-    /// gives the value back, having changed nothing, at the first slot that needs the
-    /// general path of [`Tables::find`]: an empty, claiming, held, moved or sealed slot, a
-    /// slot of another generation, a slot with the key's tag but no value, or a lost CAS. A
-    /// slot it finds the key in is the key's one slot of the generation (see the module
-    /// docs), so replacing the value there is what `find` would have done.
+    /// The common writes, kept small: an overwrite of a key that has a value in the current
+    /// table, and, for the owner, an insert into an empty slot. It probes like [`probe`], but
+    /// passes only slots keyed with another key, and gives the key and value back, having
+    /// changed nothing, at the first slot that needs the general path of [`Tables::find`]:
+    /// a claiming, held, moved or sealed slot, a slot of another generation, a slot with the
+    /// key's tag but no value, a lost CAS, or an empty slot for a writer that is not the
+    /// owner or in a linked table. A slot it finds the key in is the key's one slot of the
+    /// generation (see the module docs), so replacing the value there is what `find` would
+    /// have done; an empty slot it reaches is one `find` would claim.
     ///
     /// With `owned` (the caller owns the store), it runs as an owner write: it takes no slot
     /// lock, and is ordered against takers and sharers by [`Tables::begin_owned`] instead.
     #[inline(always)]
-    fn overwrite(
+    #[allow(clippy::too_many_arguments)]
+    fn write_fast(
         &self,
         owned: bool,
         hash: u64,
-        key: &K,
+        key: K,
         value: V,
         version: u64,
         newer: bool,
-    ) -> Result<Written, V> {
+        admit: &mut impl FnMut() -> bool,
+    ) -> Fast<K, V> {
         // Ends the owner write when dropped (a panic in `eq` included). `None` when the
         // write locks its slot: not owned, or the store was shared since `access`.
         let owner_write = if owned { self.begin_owned() } else { None };
         // Acquire: as in `find`.
         let word = self.head.word.load(Ordering::Acquire);
         if word & CLOSED != 0 {
-            return Err(value);
+            return Fast::General(key, value);
         }
         let stamp = stamp_of(word);
         let tag = hash >> TAG_SHIFT;
@@ -804,14 +822,57 @@ impl<K: Eq, V> Tables<K, V> {
         let mask = table.states.len() - 1;
         let mut index = hash as usize & mask;
         for _ in 0..=mask {
-            let word = &table.states[index];
+            // Unchecked: the bounds checks of the two arrays are measurable on the overwrite
+            // (M1: 12.8 ns per put with them, 11.7 without).
+            // SAFETY: `index` is masked by `mask`, the length of `states` less one, and that
+            // length is a power of two (asserted in `Table::new`), so `index` is in bounds.
+            let word = unsafe { table.states.get_unchecked(index) };
             // Acquire: as in `probe`.
             let state = word.load(Ordering::Acquire);
             if state != stored {
+                if state == stamp && owner_write.is_some() {
+                    // Acquire: as in `probe`. An owner write sees the generation stay (the
+                    // taker waits for it before sealing) and no other writer, so a table
+                    // found unlinked stays unlinked until this insert is done.
+                    if table.link.load(Ordering::Acquire) != stamp {
+                        return Fast::General(key, value);
+                    }
+                    if !admit() {
+                        return Fast::Full(key, value);
+                    }
+                    let cells = &table.cells[index];
+                    // SAFETY: this thread is the owner in an owner write: no other thread
+                    // touches the slot (see *Owner writes*); both cells of an empty slot are
+                    // uninitialized, so nothing is overwritten without being dropped.
+                    unsafe {
+                        cells.key.with_mut(|cell| (*cell).write(Key { hash, key }));
+                        cells.record.with_mut(|cell| {
+                            (*cell).write(Record {
+                                value,
+                                version,
+                                updates: 0,
+                            })
+                        });
+                    }
+                    // Relaxed (both): a count, stored by the owner alone while it owns the
+                    // store (a sharer's later RMWs are ordered after its owner writes).
+                    let live = table.live.load(Ordering::Relaxed) + 1;
+                    table.live.store(live, Ordering::Relaxed);
+                    // Release: pairs with the Acquire CAS of whoever takes the slot next (the
+                    // taker's seal, a migrator, a later writer), publishing the cells.
+                    word.store(stored, Ordering::Release);
+                    drop(owner_write);
+                    if live > grows_past(table.states.len()) {
+                        // Outside the owner write: a migration may take long, and the taker
+                        // must not wait for it.
+                        self.grow(table, stamp);
+                    }
+                    return Fast::Written(Written::Inserted);
+                }
                 // Only a slot keyed with another key (unlocked, of this generation, with
                 // another tag) is passed, as `probe` passes it.
                 if state & !(VALUE | TAG_MASK) != stamp | KEYED || state & TAG_MASK == tag {
-                    return Err(value);
+                    return Fast::General(key, value);
                 }
                 index = (index + 1) & mask;
                 continue;
@@ -824,14 +885,16 @@ impl<K: Eq, V> Tables<K, V> {
                     .compare_exchange(state, state | LOCKED, Ordering::Acquire, Ordering::Relaxed)
                     .is_err()
                 {
-                    return Err(value);
+                    return Fast::General(key, value);
                 }
                 Some(Held {
                     state: word,
                     restore: state,
                 })
             };
-            let cells = &table.cells[index];
+            // SAFETY: `index` is in bounds of `states` (above), and `cells` has the length of
+            // `states` (`Table::new`).
+            let cells = unsafe { table.cells.get_unchecked(index) };
             // SAFETY: this thread holds the slot lock, or is the owner in an owner write (no
             // other thread touches a slot's cells meanwhile: see *Owner writes*); the key
             // cell is initialized (`KEYED`). A panic in `eq` releases the slot unchanged
@@ -839,7 +902,7 @@ impl<K: Eq, V> Tables<K, V> {
             let same = unsafe {
                 cells
                     .key
-                    .with_mut(|cell| (*cell).assume_init_ref().key == *key)
+                    .with_mut(|cell| (*cell).assume_init_ref().key == key)
             };
             if !same {
                 drop(held);
@@ -866,8 +929,10 @@ impl<K: Eq, V> Tables<K, V> {
             };
             drop(held);
             drop(owner_write);
-            // The old (or ignored) value is dropped after unlocking, as in `write`.
-            return Ok(match replaced {
+            // The key, and the old (or ignored) value, are dropped after unlocking, as in
+            // `write`.
+            drop(key);
+            return Fast::Written(match replaced {
                 Ok(old) => {
                     drop(old);
                     Written::Replaced
@@ -878,7 +943,7 @@ impl<K: Eq, V> Tables<K, V> {
                 }
             });
         }
-        Err(value)
+        Fast::General(key, value)
     }
 
     /// Gives the held slot its first value of the generation, and its key when `key` is
