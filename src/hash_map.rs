@@ -378,7 +378,10 @@ where
     }
 
     /// Writes to `key`'s partition, keeping its capacity and drain accounting.
-    #[inline]
+    // Always inlined into `put` and `put_newer`: the store's general path is out of line
+    // (`Tables::write_found`), what is left is the overwrite, and a call around it cost the M1
+    // bench about 0.5 ns per put (12.1 against 11.6).
+    #[inline(always)]
     fn write(&self, key: K, write: Write<V>) -> Result<Written, (Refusal, K, V)> {
         let (hash, partition) = self.locate(&key);
         let core = &*self.handle.core;
