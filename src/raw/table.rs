@@ -624,36 +624,11 @@ impl<K: Eq, V> Tables<K, V> {
                 }
                 // SAFETY: this thread holds the slot lock and the value cell is initialized
                 // (`VALUE`).
-                let replaced = unsafe {
-                    cells.record.with_mut(|cell| {
-                        let stored = (*cell).assume_init_mut();
-                        if newer && version <= stored.version {
-                            return Err(value);
-                        }
-                        let updates = if newer { stored.updates + 1 } else { 0 };
-                        Ok(core::mem::replace(
-                            stored,
-                            Record {
-                                value,
-                                version,
-                                updates,
-                            },
-                        ))
-                    })
-                };
+                let replaced = unsafe { replace_record(cells, value, version, newer) };
                 held.release(state);
                 // The old (or ignored) value is dropped after unlocking: user code never runs
                 // under a slot lock.
-                match replaced {
-                    Ok(old) => {
-                        drop(old);
-                        Ok(Written::Replaced)
-                    }
-                    Err(ignored) => {
-                        drop(ignored);
-                        Ok(Written::Ignored)
-                    }
-                }
+                Ok(settle(replaced))
             }
         }
     }
@@ -919,38 +894,13 @@ impl<K: Eq, V> Tables<K, V> {
                 continue;
             }
             // SAFETY: as for the key; the value cell is initialized (`VALUE`).
-            let replaced = unsafe {
-                cells.record.with_mut(|cell| {
-                    let stored = (*cell).assume_init_mut();
-                    if newer && version <= stored.version {
-                        return Err(value);
-                    }
-                    let updates = if newer { stored.updates + 1 } else { 0 };
-                    Ok(core::mem::replace(
-                        stored,
-                        Record {
-                            value,
-                            version,
-                            updates,
-                        },
-                    ))
-                })
-            };
+            let replaced = unsafe { replace_record(cells, value, version, newer) };
             drop(held);
             drop(owner_write);
             // The key, and the old (or ignored) value, are dropped after unlocking, as in
-            // `write`.
+            // `write_found`.
             drop(key);
-            return Fast::Written(match replaced {
-                Ok(old) => {
-                    drop(old);
-                    Written::Replaced
-                }
-                Err(ignored) => {
-                    drop(ignored);
-                    Written::Ignored
-                }
-            });
+            return Fast::Written(settle(replaced));
         }
         Fast::General(key, value)
     }
@@ -1708,6 +1658,58 @@ where
         probed += 1;
     }
     Step::NextTable
+}
+
+/// Replaces the value of the slot with `cells` as a write of `value` at `version` does: a
+/// `put` (not `newer`) always, resetting the version and `updates`; a `put_newer` only with a
+/// strictly newer version, adding 1 to `updates`. Returns the replaced record, or the value
+/// back when it was not newer.
+///
+/// # Safety
+///
+/// The caller has the slot to itself (its lock, or an owner write) and its value cell is
+/// initialized (`VALUE`).
+#[inline(always)]
+unsafe fn replace_record<K, V>(
+    cells: &Cells<K, V>,
+    value: V,
+    version: u64,
+    newer: bool,
+) -> Result<Record<V>, V> {
+    // SAFETY: the caller's contract: nobody else touches the cell, and it is initialized.
+    unsafe {
+        cells.record.with_mut(|cell| {
+            let stored = (*cell).assume_init_mut();
+            if newer && version <= stored.version {
+                return Err(value);
+            }
+            let updates = if newer { stored.updates + 1 } else { 0 };
+            Ok(core::mem::replace(
+                stored,
+                Record {
+                    value,
+                    version,
+                    updates,
+                },
+            ))
+        })
+    }
+}
+
+/// What a [`replace_record`] did, once the slot is released: drops the replaced record or the
+/// ignored value (user code, run outside every slot lock).
+#[inline(always)]
+fn settle<V>(replaced: Result<Record<V>, V>) -> Written {
+    match replaced {
+        Ok(old) => {
+            drop(old);
+            Written::Replaced
+        }
+        Err(ignored) => {
+            drop(ignored);
+            Written::Ignored
+        }
+    }
 }
 
 /// Seals a slot or link word: waits while it is locked, then sets `SEALED` with a CAS from
