@@ -231,30 +231,22 @@ impl<T: Send + 'static> Queue<T> {
             return self.push_many(items.iter().copied());
         }
         let thread = routing::this_thread();
-        let core = &*self.handle.core;
-        let partition = routing::by_thread(thread, core.partitions.len());
-        if core.partitions[partition]
-            .store
-            .extend_from_slice(thread, items)
-            .map_err(crate::PushError::Stopped)?
-        {
-            core.request_drain(partition);
-        }
-        Ok(())
+        self.extend_plain(thread, |store| store.extend_from_slice(thread, items))
+            .map_err(crate::PushError::Stopped)
     }
 
-    /// Writes `items` to the calling thread's partition (the plain path: no router, no
-    /// capacity) and requests the drain when they cross the threshold; the items come back
-    /// once the store is closed. `items` must not panic nor run user code (see
-    /// `Staged::extend_from`).
+    /// Runs `write` (an `extend` of some kind) on the calling thread's partition (the plain
+    /// path: no router, no capacity) and requests the drain when it crossed the threshold;
+    /// the items come back once the store is closed.
     #[inline]
-    fn extend_plain(&self, thread: usize, items: impl Iterator<Item = T>) -> Result<(), Vec<T>> {
+    fn extend_plain(
+        &self,
+        thread: usize,
+        write: impl FnOnce(&Staged<T>) -> Result<bool, Vec<T>>,
+    ) -> Result<(), Vec<T>> {
         let core = &*self.handle.core;
         let partition = routing::by_thread(thread, core.partitions.len());
-        if core.partitions[partition]
-            .store
-            .extend_from(thread, items)?
-        {
+        if write(&core.partitions[partition].store)? {
             core.request_drain(partition);
         }
         Ok(())
@@ -386,7 +378,9 @@ impl<T: Send + 'static> Queue<T> {
                 return Ok(());
             }
             // `drain` runs no user code: the store's write contract holds.
-            if let Err(mut back) = self.extend_plain(thread, chunk.drain(..)) {
+            if let Err(mut back) =
+                self.extend_plain(thread, |store| store.extend_from(thread, chunk.drain(..)))
+            {
                 back.extend(items);
                 return Err(crate::PushError::Stopped(back));
             }
