@@ -555,7 +555,7 @@ impl<K: Eq, V> Tables<K, V> {
     /// 0: see `routing::this_thread`). `admit` is called, at most once, only when the
     /// write would give a value to a key that has none in the current generation; `false`
     /// refuses the write with [`Refused::Full`].
-    #[inline]
+    #[inline(always)]
     pub fn write(
         &self,
         thread: usize,
