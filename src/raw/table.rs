@@ -354,17 +354,55 @@ impl<K, V> Table<K, V> {
             "table length {len} is not a power of two"
         );
         Box::new(Table {
-            states: (0..len).map(|_| AtomicU64::new(stamp)).collect(),
-            cells: (0..len)
-                .map(|_| Cells {
-                    key: UnsafeCell::new(MaybeUninit::uninit()),
-                    record: UnsafeCell::new(MaybeUninit::uninit()),
-                })
-                .collect(),
+            states: table_array(len, || AtomicU64::new(stamp)),
+            cells: table_array(len, || Cells {
+                key: UnsafeCell::new(MaybeUninit::uninit()),
+                record: UnsafeCell::new(MaybeUninit::uninit()),
+            }),
             link: AtomicU64::new(stamp),
             next: AtomicPtr::new(ptr::null_mut()),
             live: CachePadded::new(AtomicU64::new(0)),
         })
+    }
+}
+
+/// A table's array of `len` elements made by `make`. On Linux, an array of 4 MiB or more is
+/// first advised to the kernel as wanting transparent huge pages (`MADV_HUGEPAGE`, before any
+/// of it is touched): a large table is probed at random, and with 4 KiB pages nearly every
+/// probe of a table of millions of slots also misses the TLB. Measured on the M3 bench (1 M
+/// keys, 2 M slots: 16 MB of states, 80 MB of cells): a fresh map's insert 194 → 130 ns, a
+/// drained map's 56 → 50. Where the kernel has huge pages off, or only through `madvise`,
+/// this is what turns them on for the tables; elsewhere it is a no-op.
+///
+/// By hand, with `libc`, which the crate already uses for `membarrier`: the call is one
+/// advice on memory the array owns, and no allocator crate offers it for a single
+/// allocation.
+fn table_array<T>(len: usize, make: impl FnMut() -> T) -> Box<[T]> {
+    let mut array: Vec<T> = Vec::with_capacity(len);
+    #[cfg(all(target_os = "linux", not(loom), not(miri)))]
+    advise_huge_pages(array.as_ptr().cast(), len * core::mem::size_of::<T>());
+    array.extend(core::iter::repeat_with(make).take(len));
+    array.into_boxed_slice()
+}
+
+/// Advises the whole 2 MiB pages within `bytes` bytes at `start` (an allocation of ours,
+/// untouched yet) as wanting transparent huge pages, if the allocation is 4 MiB or more.
+#[cfg(all(target_os = "linux", not(loom), not(miri)))]
+fn advise_huge_pages(start: *const u8, bytes: usize) {
+    const HUGE: usize = 2 << 20;
+    if bytes < 2 * HUGE {
+        return;
+    }
+    let first = (start as usize).next_multiple_of(HUGE);
+    let end = (start as usize + bytes) / HUGE * HUGE;
+    if end > first {
+        // SAFETY: `[first, end)` lies within the caller's allocation (rounded inwards to
+        // whole huge pages, so page-aligned as `madvise` requires); `MADV_HUGEPAGE` changes
+        // how the kernel backs those pages, never their contents, and a refusal (an old
+        // kernel, huge pages off) leaves the memory as it was, so its result is ignored.
+        unsafe {
+            libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
+        }
     }
 }
 
