@@ -83,8 +83,8 @@ pub fn monotonic_version() -> u64 {
 ///
 /// A partition that only one thread has ever touched (written, read or deleted from) is
 /// *owned* by it: its overwrites and inserts take no lock and no atomic read-modify-write
-/// (about 11 ns per overwrite on the 2-vCPU machine of PERFORMANCE.md, against about 17 with
-/// the slot lock). The first access from a second thread makes the partition *shared* for
+/// (about 9 ns per overwrite on the 2-vCPU machine of PERFORMANCE.md, where a put that takes
+/// the slot's lock costs about 17). The first access from a second thread makes the partition *shared* for
 /// good (once, with one process-wide memory barrier), and every access then locks the key's
 /// slot. So a producer that writes keys of its own, or a single producer, gets the owner's
 /// speed, and several producers writing the same partitions get the shared path: a lock on

@@ -103,8 +103,8 @@
 //! owner overwrites a stored key's value, or inserts a key into an empty slot, with plain
 //! stores: no slot lock, no claim CAS, no read-modify-write of the table's counter. The
 //! read-modify-writes it saves are most of a write's cost (the M1 bench: 17 ns per put with
-//! the slot lock, 12 without; M3 on a drained map: 105 ns per insert with the claim CAS and
-//! the counter's `lock xadd`, 81 without). Everything else the owner does (the general path
+//! the slot lock, 12 without at the time; M3 on a drained map: 105 ns per insert with the
+//! claim CAS and the counter's `lock xadd`, 81 without). Everything else the owner does (the general path
 //! of [`Tables::find`], growth, `get`, `delete`) takes slot locks as a shared write does,
 //! which is safe beside its own owner writes since it is one thread.
 //!
