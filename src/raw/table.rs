@@ -104,9 +104,9 @@
 //! stores: no slot lock, no claim CAS, no read-modify-write of the table's counter. The
 //! read-modify-writes it saves are most of a write's cost (the M1 bench: 17 ns per put with
 //! the slot lock, 12 without at the time; M3 on a drained map: 105 ns per insert with the
-//! claim CAS and the counter's `lock xadd`, 81 without). Everything else the owner does (the general path
-//! of [`Tables::find`], growth, `get`, `delete`) takes slot locks as a shared write does,
-//! which is safe beside its own owner writes since it is one thread.
+//! claim CAS and the counter's `lock xadd`, 81 without). Everything else the owner does
+//! (the general path of [`Tables::find`], growth, `get`, `delete`) takes slot locks as a
+//! shared write does, which is safe beside its own owner writes since it is one thread.
 //!
 //! An owner write is bracketed by the owner's write counter `busy`, odd while it runs: the
 //! owner stores it odd, runs the light side of the asymmetric fence pair
@@ -371,8 +371,9 @@ impl<K, V> Table<K, V> {
 /// of it is touched): a large table is probed at random, and with 4 KiB pages nearly every
 /// probe of a table of millions of slots also misses the TLB. Measured on the M3 bench (1 M
 /// keys, 2 M slots: 16 MB of states, 80 MB of cells): a fresh map's insert 194 → 130 ns, a
-/// drained map's 56 → 50. Where the kernel has huge pages off, or only through `madvise`,
-/// this is what turns them on for the tables; elsewhere it is a no-op.
+/// drained map's 56 → 50. Where the kernel gives huge pages only to memory advised so (its
+/// `madvise` mode, as on that machine), this is what turns them on for the tables; in its
+/// `always` mode the advice changes nothing, and in `never` the kernel ignores it.
 ///
 /// By hand, with `libc`, which the crate already uses for `membarrier`: the call is one
 /// advice on memory the array owns, and no allocator crate offers it for a single
