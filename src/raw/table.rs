@@ -704,9 +704,10 @@ impl<K: Eq, V> Tables<K, V> {
                 SHARED => return Access::Shared,
                 SHARING => spin_wait(&mut step),
                 NO_WRITER => {
-                    // AcqRel: Acquire pairs with a taker's Release CAS (`quiesce_owner`),
-                    // so the owner's writes see the generation that taker published;
-                    // Release: nothing to publish, but a failed CAS is re-read above.
+                    // AcqRel: the Acquire half pairs with a taker's Release CAS in
+                    // `quiesce_owner`, so that the new owner's writes see the generation that
+                    // taker published; the Release half is not needed by the protocol (the
+                    // claim happens once per store).
                     if self
                         .head
                         .owner
