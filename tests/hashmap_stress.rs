@@ -79,6 +79,83 @@ fn many_threads_on_the_same_keys_give_one_entry_per_key_per_tick() {
     assert_eq!(stats.buffered, 0);
 }
 
+/// One producer owns every partition it writes (no slot locks, no CAS) while ticks every
+/// millisecond race its overwrites and inserts; halfway, the main thread starts reading with
+/// `get`, which makes the partitions shared, and the producer's later writes lock their
+/// slots. Nothing is lost or reordered across that switch: every tick holds a key at most
+/// once, each key's delivered values only grow (a value written after another is never
+/// delivered before it), a `get` never sees a value older than one it saw before, and the
+/// last delivered value of every key is its last write.
+#[test]
+fn an_owner_racing_ticks_then_shared_by_a_reader_loses_nothing() {
+    const KEYS: u64 = 300;
+    const ROUNDS: u64 = 10_000;
+    let ticks: Batches = Arc::default();
+    let sink = Arc::clone(&ticks);
+    let m = HashMap::<u64, u64>::builder()
+        .partitions(2)
+        .processing_interval(Duration::from_millis(1))
+        .processing_batch_size(BatchSize::Table)
+        .processor(move |batch: Vec<Entry<u64, u64>>| sink.lock().unwrap().push(batch))
+        .start()
+        .unwrap();
+    let halfway = std::sync::Barrier::new(2);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let (m, halfway, done) = (&m, &halfway, &done);
+        s.spawn(move || {
+            for round in 1..=ROUNDS {
+                for key in 0..KEYS {
+                    m.put(key, round).unwrap();
+                }
+                if round == ROUNDS / 2 {
+                    halfway.wait();
+                }
+            }
+            done.store(true, Ordering::Release);
+        });
+        halfway.wait();
+        let mut seen = vec![0; KEYS as usize];
+        while !done.load(Ordering::Acquire) {
+            for key in 0..KEYS {
+                if let Some(value) = m.get(&key) {
+                    // The producer's rounds only grow, so a later read of a key never
+                    // returns an older one (across a tick the key may be absent a while).
+                    assert!(value <= ROUNDS);
+                    assert!(
+                        value >= seen[key as usize],
+                        "key {key}: read {value} after {}",
+                        seen[key as usize]
+                    );
+                    seen[key as usize] = value;
+                }
+            }
+        }
+    });
+    m.stop().unwrap();
+    let ticks = ticks.lock().unwrap();
+    // The race happened: ticks delivered keys many times over, not once at the end.
+    assert!(ticks.len() > 20, "only {} batches", ticks.len());
+    let mut last = vec![0; KEYS as usize];
+    for batch in ticks.iter() {
+        let distinct: HashSet<u64> = batch.iter().map(|e| e.key).collect();
+        assert_eq!(distinct.len(), batch.len(), "a key twice in one tick");
+        for e in batch {
+            let was = &mut last[e.key as usize];
+            assert!(
+                e.value > *was,
+                "key {}: {} delivered after {}",
+                e.key,
+                e.value,
+                was
+            );
+            *was = e.value;
+        }
+    }
+    assert_eq!(last, vec![ROUNDS; KEYS as usize]);
+    assert_eq!(m.stats().buffered, 0);
+}
+
 #[test]
 fn a_million_distinct_keys_from_two_threads_grow_one_partition() {
     const PER_THREAD: u64 = 500_000;
