@@ -20,6 +20,14 @@
 //! moved). A take prepares the other side, stores the next generation, then seals every slot
 //! and link of the old side (waiting for holders) and moves the entries out.
 //!
+//! Each model thread passes its own number (see [`me`]), so a model's first writer *owns*
+//! the store: its overwrites and inserts take no slot lock, bracketed by its write counter
+//! and the light side of the fence pair; the taker (heavy fence, then a wait for the owner's
+//! write in progress) and a second writer (which shares the store for good the same way)
+//! must not overlap them. Models 7 and 8 race an owner write with a sharer and with the
+//! tick; the other models' first writers own their stores too, so their inserts and growth
+//! run as owner writes where the model has one writer.
+//!
 //! Every model checks real outcomes: the write results (`Inserted` / `Replaced` / `Ignored`),
 //! the exact drained entries (key, value, version, `updates`), that a key is drained once
 //! per generation, and that every value is dropped exactly once (a [`Val`] records its drops
