@@ -141,8 +141,14 @@ fn one_insert_one_replace(r1: Outcome, r2: Outcome) -> u32 {
 /// Stores key 10 (value 10) in the first table, on index 0: the first table (2 slots) then
 /// holds one key, and the next insert takes it past its growth threshold (one key).
 fn store_key_10(store: &Store, ledger: &std::sync::Arc<Ledger>) {
+    insert(store, ledger, hash(0, 1), 10, 10);
+}
+
+/// Puts `key` (hash `h`) with the value `id` into a store that does not hold the key yet, on
+/// the calling thread, which then owns the store if it is its first writer.
+fn insert(store: &Store, ledger: &std::sync::Arc<Ledger>, h: u64, key: u32, id: u32) {
     assert_eq!(
-        put(store, hash(0, 1), 10, Val::new(10, ledger)),
+        put(store, h, key, Val::new(id, ledger)),
         Ok(Written::Inserted)
     );
 }
@@ -211,10 +217,7 @@ fn put_put_on_a_stored_key() {
         let ledger = Ledger::new();
         let store = Arc::new(Store::new());
         let h = hash(2, 9);
-        assert_eq!(
-            put(&store, h, 1, Val::new(0, &ledger)),
-            Ok(Written::Inserted)
-        );
+        insert(&store, &ledger, h, 1, 0);
         let w1 = spawn_put(&store, &ledger, h, 1, 1);
         let w2 = spawn_put(&store, &ledger, h, 1, 2);
         assert_eq!(w1.join().expect("writer 1"), Ok(Written::Replaced));
@@ -241,10 +244,7 @@ fn put_vs_delete_one_key() {
         let ledger = Ledger::new();
         let store = Arc::new(Store::new());
         let h = hash(2, 9);
-        assert_eq!(
-            put(&store, h, 1, Val::new(0, &ledger)),
-            Ok(Written::Inserted)
-        );
+        insert(&store, &ledger, h, 1, 0);
         let w1 = spawn_put(&store, &ledger, h, 1, 1);
         drop(
             store
@@ -458,10 +458,7 @@ fn owner_write_racing_a_sharer() {
         let ledger = Ledger::new();
         let store = Arc::new(Store::new());
         let h = hash(0, 1);
-        assert_eq!(
-            put(&store, h, 1, Val::new(1, &ledger)),
-            Ok(Written::Inserted)
-        );
+        insert(&store, &ledger, h, 1, 1);
         let sharer = spawn_put(&store, &ledger, h, 1, 3);
         let owner = put(&store, h, 1, Val::new(2, &ledger));
         let shared = sharer.join().expect("sharer");
@@ -493,10 +490,7 @@ fn owner_write_racing_the_tick() {
         let ledger = Ledger::new();
         let store = Arc::new(Store::new());
         let h = hash(0, 1);
-        assert_eq!(
-            put(&store, h, 1, Val::new(1, &ledger)),
-            Ok(Written::Inserted)
-        );
+        insert(&store, &ledger, h, 1, 1);
         let taker = spawn(&store, take);
         let written = put(&store, h, 1, Val::new(2, &ledger));
         let first = taker.join().expect("taker");

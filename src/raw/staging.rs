@@ -417,6 +417,23 @@ mod tests {
         assert!(take_all(&store).is_empty());
     }
 
+    /// The end of an `extend` test on an owned lane (thread 1 owns it, nothing buffered):
+    /// thread 2's batch shares the store and is collected beside the owner's, and after a
+    /// close for good a batch comes back whole.
+    fn a_second_writer_then_a_close(
+        store: &Staged<usize>,
+        extend: impl Fn(&Staged<usize>, usize, &[usize]) -> Result<bool, Vec<usize>>,
+    ) {
+        extend(store, 2, &[100, 101]).expect("open");
+        extend(store, 1, &[102]).expect("open");
+        let mut out = take_all(store);
+        out.sort_unstable();
+        assert_eq!(out, vec![100, 101, 102]);
+        let mut closed = Vec::new();
+        store.close_for_good(&mut closed);
+        assert_eq!(extend(store, 1, &[7, 8]).map(|_| ()), Err(vec![7, 8]));
+    }
+
     #[test]
     fn extend_from_writes_runs_across_blocks_on_the_lane_and_collects_when_shared() {
         let store = Staged::new();
@@ -430,17 +447,9 @@ mod tests {
                 .expect("open");
         }
         assert_eq!(take_all(&store), (0..4 * cap).collect::<Vec<_>>());
-        store.extend_from(2, [100, 101].into_iter()).expect("open");
-        store.extend_from(1, [102].into_iter()).expect("open");
-        let mut out = take_all(&store);
-        out.sort_unstable();
-        assert_eq!(out, vec![100, 101, 102]);
-        let mut closed = Vec::new();
-        store.close_for_good(&mut closed);
-        assert_eq!(
-            store.extend_from(1, [7, 8].into_iter()).map(|_| ()),
-            Err(vec![7, 8])
-        );
+        a_second_writer_then_a_close(&store, |store, thread, items| {
+            store.extend_from(thread, items.iter().copied())
+        });
     }
 
     #[test]
@@ -458,17 +467,7 @@ mod tests {
         store.extend_from_slice(1, &[]).expect("open");
         assert_eq!(store.len(), items.len());
         assert_eq!(take_all(&store), items);
-        store.extend_from_slice(2, &[100, 101]).expect("open");
-        store.extend_from_slice(1, &[102]).expect("open");
-        let mut out = take_all(&store);
-        out.sort_unstable();
-        assert_eq!(out, vec![100, 101, 102]);
-        let mut closed = Vec::new();
-        store.close_for_good(&mut closed);
-        assert_eq!(
-            store.extend_from_slice(1, &[7, 8]).map(|_| ()),
-            Err(vec![7, 8])
-        );
+        a_second_writer_then_a_close(&store, Staged::extend_from_slice);
     }
 
     #[test]
