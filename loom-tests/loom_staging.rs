@@ -25,10 +25,11 @@
 //!   that reads a value its owner has not published.
 #![cfg(loom)]
 
-use loom::sync::atomic::{AtomicBool, Ordering};
+use arrayvec::ArrayVec;
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use tidefall::loom_api::Staged;
+use tidefall::loom_api::{Own, Staged};
 
 mod common;
 
@@ -49,7 +50,12 @@ impl Outcome {
         id: u32,
         ledger: &std::sync::Arc<Ledger>,
     ) {
-        match store.push(thread, Item::new(id, ledger)) {
+        self.push_item(store, thread, Item::new(id, ledger));
+    }
+
+    fn push_item(&mut self, store: &Staged<Item>, thread: usize, item: Item) {
+        let id = item.id;
+        match store.push(thread, item) {
             Ok(_) => self.accepted.push(id),
             Err(item) => self.refused.push(item.id),
         }
@@ -63,7 +69,12 @@ impl Outcome {
         ledger: &std::sync::Arc<Ledger>,
     ) {
         let items = ids.iter().map(|&id| Item::new(id, ledger)).collect();
-        match store.extend(thread, items) {
+        self.extended(ids, store.extend(thread, items));
+    }
+
+    /// Records the outcome of an extend of the items `ids`.
+    fn extended<C>(&mut self, ids: &[u32], outcome: Result<C, Vec<Item>>) {
+        match outcome {
             Ok(_) => self.accepted.extend_from_slice(ids),
             Err(back) => {
                 let back: Vec<u32> = back.iter().map(|item| item.id).collect();
@@ -284,5 +295,127 @@ fn owner_and_sharer_vs_close_for_good() {
         drop(taken);
         drop(store);
         ledger.assert_dropped_once(&[10, 20]);
+    });
+}
+
+/// Writes 1 (pushed) and 2 (moved in a chunk) through the owner's remembered lane (the
+/// shortcut of `Queue::push`, `src/raw/shortcut.rs`, which skips the owner lookup), taking
+/// the general path where the lane says the store was shared or closed since it was
+/// remembered, as `Queue` does.
+fn write_through(
+    own: &Own<'_, Item>,
+    store: &Staged<Item>,
+    outcome: &mut Outcome,
+    ledger: &std::sync::Arc<Ledger>,
+) {
+    match own.push(Item::new(1, ledger)) {
+        Ok(Ok(_)) => outcome.accepted.push(1),
+        Ok(Err(item)) => outcome.refused.push(item.id),
+        Err(item) => outcome.push_item(store, 1, item),
+    }
+    let mut chunk: ArrayVec<Item, 4> = [Item::new(2, ledger)].into_iter().collect();
+    match own.extend_moved(&mut chunk) {
+        Some(moved) => {
+            assert!(chunk.is_empty(), "a moved chunk is left empty");
+            outcome.extended(&[2], moved);
+        }
+        None => {
+            assert_eq!(chunk.len(), 1, "a refused chunk is left untouched");
+            outcome.extended(&[2], store.extend(1, chunk.into_iter().collect()));
+        }
+    }
+}
+
+/// The owner pushes 0 and remembers its lane, then waits for a second thread to push 3
+/// (which shares the store) before it writes 1 and 2 through the remembered lane. 1 and 2
+/// happen after 3, so the lane must refuse them (the store is shared now) and they must be
+/// taken after 3, whatever the interleaving with the take.
+#[test]
+fn remembered_lane_vs_sharer() {
+    model(Some(2), || {
+        let ledger = Ledger::new();
+        let store = Arc::new(Staged::new());
+        // 1: the owner has remembered its lane; 2: the sharer has pushed.
+        let step = Arc::new(AtomicUsize::new(0));
+        let wait_for = |step: &AtomicUsize, at: usize| {
+            while step.load(Ordering::Acquire) < at {
+                thread::yield_now();
+            }
+        };
+        let owner = {
+            let (store, ledger, step) = (
+                Arc::clone(&store),
+                std::sync::Arc::clone(&ledger),
+                Arc::clone(&step),
+            );
+            thread::spawn(move || {
+                let mut outcome = Outcome::default();
+                outcome.push(&store, 1, 0, &ledger);
+                let own = Own::of(&store, 1, 0).expect("the first writer owns the lane");
+                step.store(1, Ordering::Release);
+                wait_for(&step, 2);
+                write_through(&own, &store, &mut outcome, &ledger);
+                outcome
+            })
+        };
+        let sharer = {
+            let (store, ledger, step) = (
+                Arc::clone(&store),
+                std::sync::Arc::clone(&ledger),
+                Arc::clone(&step),
+            );
+            thread::spawn(move || {
+                wait_for(&step, 1);
+                let mut outcome = Outcome::default();
+                outcome.push(&store, 2, 3, &ledger);
+                step.store(2, Ordering::Release);
+                outcome
+            })
+        };
+        let mut taken = take(&store);
+        let owner = owner.join().expect("owner");
+        let sharer = sharer.join().expect("sharer");
+        taken.extend(take(&store));
+        let ids = check_taken(&taken, &[&owner, &sharer]);
+        let position = |id| ids.iter().position(|&x| x == id).expect("taken");
+        assert!(
+            position(0) < position(3) && position(3) < position(1) && position(1) < position(2),
+            "happens-before broken: {ids:?}"
+        );
+        drop(taken);
+        drop(store);
+        ledger.assert_dropped_once(&[0, 1, 2, 3]);
+    });
+}
+
+/// The owner pushes 0, remembers its lane and writes 1 and 2 through it while the main
+/// thread closes the store for good: each item is taken by the close or given back.
+#[test]
+fn remembered_lane_vs_close_for_good() {
+    model(Some(3), || {
+        let ledger = Ledger::new();
+        let store = Arc::new(Staged::new());
+        let owner = {
+            let (store, ledger) = (Arc::clone(&store), std::sync::Arc::clone(&ledger));
+            thread::spawn(move || {
+                let mut outcome = Outcome::default();
+                outcome.push(&store, 1, 0, &ledger);
+                match Own::of(&store, 1, 0) {
+                    Some(own) => write_through(&own, &store, &mut outcome, &ledger),
+                    // Closed before the owner looked: the general path refuses.
+                    None => {
+                        outcome.push(&store, 1, 1, &ledger);
+                        outcome.extend(&store, 1, &[2], &ledger);
+                    }
+                }
+                outcome
+            })
+        };
+        let taken = close(&store);
+        let owner = owner.join().expect("owner");
+        check_taken(&taken, &[&owner]);
+        drop(taken);
+        drop(store);
+        ledger.assert_dropped_once(&[0, 1, 2]);
     });
 }

@@ -187,6 +187,7 @@ pub struct ReadmeDoctests;
 #[doc(hidden)]
 pub mod loom_api {
     pub use crate::raw::queue::{Closed, Pushed, Segments};
+    pub use crate::raw::shortcut::Own;
     pub use crate::raw::staging::Staged;
     pub use crate::raw::table::{Refused, Tables, Write, Written};
 }

@@ -89,6 +89,79 @@ fn pushes_ordered_across_threads_reach_one_partition_in_that_order() {
     assert_eq!(got, expected);
 }
 
+/// Pushes `from..from + 30` on the calling thread, ten each through `push`, `push_many`
+/// and `push_slice`.
+fn push_thirty(q: &Queue<u32>, from: u32) {
+    for i in from..from + 10 {
+        q.push(i).unwrap();
+    }
+    q.push_many(from + 10..from + 20).unwrap();
+    let slice: Vec<u32> = (from + 20..from + 30).collect();
+    q.push_slice(&slice).unwrap();
+}
+
+/// The owner's shortcut to its lane (`src/raw/shortcut.rs`) stops taking writes once a
+/// second thread shares the partition: the owner's later pushes go after the other thread's.
+#[test]
+fn an_owner_whose_partition_was_shared_since_keeps_push_order() {
+    let sink = Sink::new();
+    let q = one_partition(&sink);
+    push_thirty(&q, 0);
+    let other = q.clone();
+    std::thread::spawn(move || push_thirty(&other, 30))
+        .join()
+        .unwrap();
+    push_thirty(&q, 60);
+    q.flush().unwrap();
+    push_thirty(&q, 90);
+    q.stop().unwrap();
+    assert_eq!(sink.items(), (0..120).collect::<Vec<_>>());
+}
+
+/// One thread pushing to two queues in turn: each delivers exactly its own items, in order.
+#[test]
+fn a_thread_alternating_between_queues_gives_each_only_its_own_items() {
+    let (sink_a, sink_b) = (Sink::new(), Sink::new());
+    let (a, b) = (one_partition(&sink_a), one_partition(&sink_b));
+    for round in 0..40 {
+        push_thirty(&a, round * 30);
+        b.push(round).unwrap();
+        push_thirty(&b, 10_000 + round * 30);
+        a.push_slice(&[100_000 + round]).unwrap();
+    }
+    a.stop().unwrap();
+    b.stop().unwrap();
+    let expected_a: Vec<u32> = (0..40)
+        .flat_map(|round| (round * 30..round * 30 + 30).chain([100_000 + round]))
+        .collect();
+    let expected_b: Vec<u32> = (0..40)
+        .flat_map(|round| {
+            [round]
+                .into_iter()
+                .chain(10_000 + round * 30..10_000 + round * 30 + 30)
+        })
+        .collect();
+    assert_eq!(sink_a.items(), expected_a);
+    assert_eq!(sink_b.items(), expected_b);
+}
+
+/// A queue started after another one was dropped (perhaps at the same address) is not
+/// mistaken for it by a thread that pushed to the old one.
+#[test]
+fn a_queue_started_after_another_was_dropped_gets_only_its_own_items() {
+    for round in 0..50 {
+        let sink = Sink::new();
+        let q = one_partition(&sink);
+        push_thirty(&q, round * 30);
+        q.stop().unwrap();
+        drop(q);
+        assert_eq!(
+            sink.items(),
+            (round * 30..round * 30 + 30).collect::<Vec<_>>()
+        );
+    }
+}
+
 #[test]
 fn batches_are_cut_to_processing_batch_size_in_order() {
     let sink = Sink::new();
@@ -331,6 +404,10 @@ fn push_errors_after_stop_carry_the_items_back() {
     }
     match q.push_keyed("k", 6) {
         Err(PushError::Stopped(item)) => assert_eq!(item, 6),
+        other => panic!("expected Stopped, got {other:?}"),
+    }
+    match q.push_slice(&[7, 8]) {
+        Err(PushError::Stopped(items)) => assert_eq!(items, vec![7, 8]),
         other => panic!("expected Stopped, got {other:?}"),
     }
     assert_eq!(sink.items(), vec![1]);

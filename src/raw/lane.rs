@@ -185,16 +185,16 @@ impl<T> Lane<T> {
         (first, n - first)
     }
 
-    /// [`Lane::write_all`] for a slice of `Copy` values: one tight copy loop per block run,
-    /// instead of a block-boundary test and a reload of the block's cell pointer per value.
+    /// [`Lane::write_all`] for the values of a slice, moved bitwise: one tight copy loop per
+    /// block run, instead of a block-boundary test and a reload of the block's cell pointer
+    /// per value.
     ///
     /// # Safety
     ///
-    /// As for [`Lane::write`] (copying runs no user code and cannot panic).
-    pub(crate) unsafe fn write_slice(&self, items: &[T]) -> (u64, u64)
-    where
-        T: Copy,
-    {
+    /// As for [`Lane::write`] (copying runs no user code and cannot panic), and the lane
+    /// owns the values once they are written: unless `T` is `Copy`, the caller neither uses
+    /// nor drops the slice's values after the call.
+    pub(crate) unsafe fn write_slice(&self, items: &[T]) -> (u64, u64) {
         // Relaxed: as in `write`.
         let first = self.written.load(Ordering::Relaxed);
         let mut n = first;
@@ -215,7 +215,10 @@ impl<T> Lane<T> {
                 let values = &(*block).values;
                 values.get_unchecked(idx..idx + run)
             };
-            for (cell, &item) in cells.iter().zip(now) {
+            for (cell, item) in cells.iter().zip(now) {
+                // SAFETY: `item` is a valid value of the slice; the lane takes it over (a
+                // bitwise move: the caller forgets the original, this function's contract).
+                let item = unsafe { ptr::read(item) };
                 // Volatile, so that the compiler keeps one store per value instead of calling
                 // `memcpy`: for the short runs of a batch (ten values in the Q3 bench), the
                 // call and its 64-byte loads, which cannot forward from the caller's narrower

@@ -5,6 +5,7 @@
 pub(crate) mod barrier;
 pub(crate) mod lane;
 pub(crate) mod queue;
+pub(crate) mod shortcut;
 pub(crate) mod staging;
 pub(crate) mod table;
 

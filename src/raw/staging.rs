@@ -34,8 +34,9 @@
 //! closer holds from before setting `CLOSED` to the end of its drain), keeps what was drained
 //! and takes the rest back, returned to the caller.
 
-use core::ptr;
+use core::{ptr, slice};
 
+use arrayvec::ArrayVec;
 use crossbeam_utils::CachePadded;
 
 use crate::raw::barrier;
@@ -106,7 +107,99 @@ impl<T: Send> Staged<T> {
         let Some(lane) = self.own_lane(thread) else {
             return self.push_slow(thread, item);
         };
-        // SAFETY: `own_lane` returned the lane of the calling thread, its only writer.
+        // SAFETY: `own_lane` returned the lane of the calling thread.
+        unsafe { self.write_own(lane, item) }
+    }
+
+    /// [`Staged::push`] by the owner of `lane`, which it got from [`Staged::own_lane`]
+    /// earlier: the owner's checks without the lookup. `None` gives the item back untouched
+    /// when the store has been shared or closed since: the caller then takes the general
+    /// path, [`Staged::push`].
+    ///
+    /// # Safety
+    ///
+    /// `lane` is the lane of this store that [`Staged::own_lane`] returned to the calling
+    /// thread.
+    #[inline(always)]
+    pub(crate) unsafe fn push_own(&self, lane: &Lane<T>, item: T) -> Result<Result<bool, T>, T> {
+        if !self.still_owned() {
+            return Err(item);
+        }
+        // SAFETY: the calling thread owns `lane` (this function's contract).
+        Ok(unsafe { self.write_own(lane, item) })
+    }
+
+    /// [`Staged::extend_from_slice`] by the owner of `lane`, as [`Staged::push_own`] is to
+    /// [`Staged::push`]; `None` when nothing was written.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Staged::push_own`].
+    #[inline(always)]
+    pub(crate) unsafe fn extend_own_slice(
+        &self,
+        lane: &Lane<T>,
+        items: &[T],
+    ) -> Option<Result<bool, Vec<T>>>
+    where
+        T: Copy,
+    {
+        if !self.still_owned() {
+            return None;
+        }
+        // SAFETY: the calling thread owns `lane` (this function's contract); copying runs no
+        // user code, and `T: Copy` leaves the caller's values valid.
+        let (first, count) = unsafe { lane.write_slice(items) };
+        Some(self.after_lane_write(lane, first, count))
+    }
+
+    /// Moves every item of `chunk` into the calling thread's own `lane`, leaving `chunk`
+    /// empty; `None` (and `chunk` untouched) when the store was shared or closed since, as
+    /// for [`Staged::push_own`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`Staged::push_own`].
+    #[inline(always)]
+    pub(crate) unsafe fn extend_own_moved<const N: usize>(
+        &self,
+        lane: &Lane<T>,
+        chunk: &mut ArrayVec<T, N>,
+    ) -> Option<Result<bool, Vec<T>>> {
+        if !self.still_owned() {
+            return None;
+        }
+        let len = chunk.len();
+        // SAFETY: 0 is within capacity; the values stay in the buffer, which `chunk` no
+        // longer drops: from here on the lane owns them (first), so a panic cannot drop them
+        // twice.
+        unsafe { chunk.set_len(0) };
+        // SAFETY: the first `len` values of the buffer are initialized (they were `chunk`'s),
+        // and nothing else reads or writes the buffer while `items` lives.
+        let items = unsafe { slice::from_raw_parts(chunk.as_ptr(), len) };
+        // SAFETY: the calling thread owns `lane` (this function's contract); copying runs no
+        // user code; the values were forgotten by `chunk` above.
+        let (first, count) = unsafe { lane.write_slice(items) };
+        Some(self.after_lane_write(lane, first, count))
+    }
+
+    /// Whether the store is neither shared nor closed: an owner that got its lane from
+    /// [`Staged::own_lane`] earlier may still write to it.
+    #[inline(always)]
+    fn still_owned(&self) -> bool {
+        // Relaxed: as in `own_lane` (the lane itself was acquired when `own_lane` returned it).
+        self.hot.mode.load(Ordering::Relaxed) == 0
+    }
+
+    /// Appends `item` to the calling thread's own `lane` and checks for a close and the
+    /// drain threshold: `Ok` and `Err` as for [`Staged::push`].
+    ///
+    /// # Safety
+    ///
+    /// The calling thread owns `lane`, a lane of this store.
+    #[inline(always)]
+    unsafe fn write_own(&self, lane: &Lane<T>, item: T) -> Result<bool, T> {
+        // SAFETY: the calling thread is the lane's owner, its only writer (the contract).
         let n = unsafe { lane.write(item) };
         self.hot.fence.light();
         // Relaxed: ordered after the lane write by the fence pair with `close_for_good`.
@@ -145,7 +238,8 @@ impl<T: Send> Staged<T> {
         T: Copy,
     {
         if let Some(lane) = self.own_lane(thread) {
-            // SAFETY: as in `push`; copying runs no user code.
+            // SAFETY: as in `push`; copying runs no user code, and `T: Copy` leaves the
+            // caller's values valid.
             let (first, count) = unsafe { lane.write_slice(items) };
             return self.after_lane_write(lane, first, count);
         }
@@ -175,7 +269,7 @@ impl<T: Send> Staged<T> {
 
     /// The lane of `thread` if it owns this store and the store is neither shared nor closed.
     #[inline]
-    fn own_lane(&self, thread: usize) -> Option<&Lane<T>> {
+    pub(crate) fn own_lane(&self, thread: usize) -> Option<&Lane<T>> {
         // Acquire: pairs with the AcqRel CAS in `install` that published the lane.
         let lane = self.hot.owner.load(Ordering::Acquire);
         // Relaxed: `SHARED` needs coherence only: a write that happens after a thread set it
