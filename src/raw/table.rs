@@ -519,6 +519,10 @@ impl Drop for OwnerWrite<'_> {
     }
 }
 
+/// A slot claimed for a moved key (see [`Tables::place`]): the claim, the slot's cells and
+/// the table that holds it.
+type Placed<'a, K, V> = (Held<'a>, &'a Cells<K, V>, &'a Table<K, V>);
+
 /// A slot found by [`Tables::find`], held by the caller.
 enum Found<'a, K, V> {
     /// An empty slot, claimed (`LOCKED|tag`) for the key: it is in no other slot. Released
@@ -1388,7 +1392,10 @@ impl<K: Eq, V> Tables<K, V> {
     /// taker, if the generation ends.
     #[cold]
     fn migrate(&self, from: &Table<K, V>, to: *mut Table<K, V>, stamp: u64) {
+        // Keys with a value moved out of `from`, and those of them placed in `to` (the rest
+        // landed in a table after it, which counts them at once).
         let mut moved = 0u64;
+        let mut moved_to_target = 0u64;
         let complete = 'slots: {
             for (state, cells) in from.states.iter().zip(from.cells.iter()) {
                 let mut step = 0;
@@ -1442,7 +1449,7 @@ impl<K: Eq, V> Tables<K, V> {
                     // SAFETY: this thread holds the slot and its key cell is initialized
                     // (`KEYED`).
                     let hash = unsafe { cells.key.with_mut(|cell| (*cell).assume_init_ref().hash) };
-                    let Some((placed, into)) = self.place(to, hash, stamp) else {
+                    let Some((placed, into, landed)) = self.place(to, hash, stamp) else {
                         // The generation ended: `held` releases the slot unchanged.
                         break 'slots false;
                     };
@@ -1465,6 +1472,16 @@ impl<K: Eq, V> Tables<K, V> {
                     }
                     if current & VALUE != 0 {
                         moved += 1;
+                        if ptr::eq(landed, to) {
+                            moved_to_target += 1;
+                        } else {
+                            // Relaxed: a count (see `len`), counted in the table that holds
+                            // the key: `to` filled up and linked another meanwhile, and once
+                            // `to` is migrated in turn, `len` no longer sums it. Before the
+                            // release, so that a migrator of `landed` that moves this key
+                            // subtracts it after this addition (the slot orders them).
+                            landed.live.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     // The new slot first: a writer that finds the old one moved must find the
                     // key in the new table.
@@ -1478,7 +1495,7 @@ impl<K: Eq, V> Tables<K, V> {
         // SAFETY: a linked `next` lives until `Drop`.
         let into = unsafe { &*to };
         // Relaxed (both): counts (see `len`).
-        into.live.fetch_add(moved, Ordering::Relaxed);
+        into.live.fetch_add(moved_to_target, Ordering::Relaxed);
         from.live.fetch_sub(moved, Ordering::Relaxed);
         // Release: pairs with the Acquire load of the link in `advance`, `len` and the
         // taker's seal, ordering the counts and every move above before it.
@@ -1498,19 +1515,17 @@ impl<K: Eq, V> Tables<K, V> {
     }
 
     /// Claims an empty slot for a moved key with `hash` in `to` or a table after it, in the
-    /// generation with `stamp`; `None` if the generation ended.
-    fn place(
-        &self,
-        to: *mut Table<K, V>,
-        hash: u64,
-        stamp: u64,
-    ) -> Option<(Held<'_>, &Cells<K, V>)> {
+    /// generation with `stamp`, and returns it with its table; `None` if the generation
+    /// ended.
+    fn place(&self, to: *mut Table<K, V>, hash: u64, stamp: u64) -> Option<Placed<'_, K, V>> {
         let mut table = to;
         loop {
             // SAFETY: a linked `next` lives until `Drop`.
             let current = unsafe { &*table };
             match probe::<K, V, K>(current, stamp, hash, None, true) {
-                Step::Found(Found::Claimed { held, cells, .. }) => return Some((held, cells)),
+                Step::Found(Found::Claimed { held, cells, table }) => {
+                    return Some((held, cells, table))
+                }
                 Step::Restart => return None,
                 Step::Found(Found::Keyed { .. }) | Step::Absent => {
                     unreachable!("a probe without a key finds no key")
@@ -2237,6 +2252,43 @@ mod tests {
         keys.sort_unstable();
         assert_eq!(keys, (0..2 * n).collect::<Vec<_>>());
         assert!(out.iter().all(|e| e.key == e.value));
+    }
+
+    /// `len` counts every key after racing growths: a migration that places a key past its
+    /// target table (the target filled up and linked another meanwhile) counts it where it
+    /// landed, not in the target, which `len` stops summing once the target is migrated.
+    /// Four writers over overlapping keys, with room for 1 000 (`HashMap`'s capacity, as
+    /// `tests/hashmap_options.rs` drives it, where this was found: `len` read 782–956).
+    #[test]
+    fn len_counts_every_key_after_racing_growths() {
+        let rounds = if cfg!(miri) { 2 } else { 400 };
+        let (room, per_writer) = if cfg!(miri) { (20, 20) } else { (1_000, 1_000) };
+        for _ in 0..rounds {
+            let t = Tables::new();
+            let admitted = StdAtomicUsize::new(0);
+            let start = std::sync::Barrier::new(4);
+            std::thread::scope(|s| {
+                for w in 0..4u64 {
+                    let (t, admitted, start) = (&t, &admitted, &start);
+                    s.spawn(move || {
+                        start.wait();
+                        for i in 0..per_writer {
+                            let key = w * per_writer / 2 + i;
+                            let admit = || {
+                                admitted
+                                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                        (n < room).then_some(n + 1)
+                                    })
+                                    .is_ok()
+                            };
+                            let _ = t.write(me(), spread(key), key, Write::Put(w), admit);
+                        }
+                    });
+                }
+            });
+            assert_eq!(t.len(), room);
+            assert_eq!(drained(&t).len(), room);
+        }
     }
 
     #[test]
