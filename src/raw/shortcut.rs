@@ -167,12 +167,7 @@ impl<'a, T: Send> Own<'a, T> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-
-    fn taken(store: &Staged<String>) -> Vec<String> {
-        let mut out = Vec::new();
-        store.take(&mut out);
-        out
-    }
+    use crate::raw::staging::tests::take_all;
 
     /// A remembered lane takes pushes and moved chunks of owned values (each moved once:
     /// Miri checks the drops), is found only under its own key, and stops taking writes
@@ -194,7 +189,7 @@ mod tests {
         let mut chunk: ArrayVec<String, 4> = ["c", "d"].map(String::from).into_iter().collect();
         assert!(matches!(own.extend_moved(&mut chunk), Some(Ok(false))));
         assert!(chunk.is_empty());
-        assert_eq!(taken(&store), ["a", "b", "c", "d"]);
+        assert_eq!(take_all(&store), ["a", "b", "c", "d"]);
 
         // A second writer shares the store: the remembered lane hands writes back.
         assert!(store.push(2, "e".to_string()).is_ok());
@@ -205,7 +200,7 @@ mod tests {
         let mut chunk: ArrayVec<String, 4> = ["g"].map(String::from).into_iter().collect();
         assert!(own.extend_moved(&mut chunk).is_none());
         assert_eq!(chunk.as_slice(), ["g"]);
-        assert_eq!(taken(&store), ["e"]);
+        assert_eq!(take_all(&store), ["e"]);
         // A thread that does not own a lane is not remembered: `b` stays empty.
         b.remember(&store, 2, 0);
         // SAFETY: as above.

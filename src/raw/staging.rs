@@ -481,14 +481,15 @@ impl<T> Drop for Staged<T> {
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize as StdAtomicUsize;
 
     /// Items per test thread: small under Miri, which runs ~1000× slower.
     const N: usize = if cfg!(miri) { 30 } else { 20_000 };
 
-    fn take_all(store: &Staged<usize>) -> Vec<usize> {
+    /// Everything a take moves out of `store` (the shortcut's tests use it too).
+    pub(in crate::raw) fn take_all<T: Send>(store: &Staged<T>) -> Vec<T> {
         let mut out = Vec::new();
         store.take(&mut out);
         out
