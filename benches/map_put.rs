@@ -12,7 +12,9 @@
 //! * `put_hot_1thread`: one thread writes `HOT_PUTS` values over `HOT_KEYS` keys per chunk:
 //!   mostly overwrites, the coalescing case. The maps are emptied between chunks (tidefall by
 //!   `flush`, the peers by `clear`), so each chunk starts from an empty map whose table
-//!   already has room.
+//!   already has room. Two floors, not peers, close the group: `floor_std_unlocked`, std's
+//!   `HashMap` with no lock, and `floor_slots`, tidefall's slot layout with none of its
+//!   protocol ([`PlainSlots`]).
 //! * `put_hot_2threads`: two threads write `HOT_PER_THREAD` values each over the same
 //!   `HOT_KEYS` keys, concurrently: contention on the same entries.
 //! * `put_distinct_1thread`: one thread inserts `DISTINCT` new keys per chunk into a fresh
@@ -25,6 +27,7 @@
 //! and the others have no guard to hold.
 
 use std::collections::HashMap as StdMap;
+use std::hash::BuildHasher;
 use std::hint::black_box;
 use std::sync::{Barrier, Mutex};
 use std::thread;
@@ -228,7 +231,77 @@ fn put_hot_1thread(c: &mut Criterion) {
         map.lock().unwrap().clear();
         timed
     });
+
+    // The floors: no concurrency at all.
+    let mut map = StdMap::with_hasher(DefaultHashBuilder::default());
+    bench_chunks(g, GROUP_HOT_1, "floor_std_unlocked", HOT_PUTS, || {
+        let timed = one_writer(HOT_PUTS, |i| {
+            map.insert(hot(i), i);
+        });
+        map.clear();
+        timed
+    });
+
+    let mut slots = PlainSlots::new(HOT_KEYS);
+    bench_chunks(g, GROUP_HOT_1, "floor_slots", HOT_PUTS, || {
+        let timed = one_writer(HOT_PUTS, |i| slots.put(hot(i), i));
+        slots.clear();
+        timed
+    });
     group.finish();
+}
+
+/// M1's second floor: tidefall's slot layout with none of its protocol. One thread's
+/// open-addressing table of as many slots as a tidefall partition holding `keys` keys (a
+/// power of two past `keys` / 0.75), each an 8-byte state word (a flag and the hash's top 16
+/// bits) in one array and 40 bytes of cells (hash, key, value, version, updates) in
+/// another; linear probing, as `tidefall::raw::table`. Plain loads and stores: no generation
+/// word, no owner check, no partition routing, and the table in a local, not behind the
+/// map's pointers. What tidefall's put costs beyond it is its protocol and the loads that
+/// reach its table, not the table's layout (see PERFORMANCE.md, "Where M1's time goes").
+struct PlainSlots {
+    hasher: DefaultHashBuilder,
+    states: Vec<u64>,
+    cells: Vec<[u64; 5]>,
+}
+
+impl PlainSlots {
+    /// The state word of a slot holding a key.
+    const KEYED: u64 = 1 << 17;
+
+    fn new(keys: u64) -> Self {
+        let len = ((keys * 4).div_ceil(3) + 1).next_power_of_two() as usize;
+        PlainSlots {
+            hasher: DefaultHashBuilder::default(),
+            states: vec![0; len],
+            cells: vec![[0; 5]; len],
+        }
+    }
+
+    #[inline]
+    fn put(&mut self, key: u64, value: u64) {
+        let hash = self.hasher.hash_one(key);
+        let stored = Self::KEYED | hash >> 48;
+        let mask = self.states.len() - 1;
+        let mut index = hash as usize & mask;
+        loop {
+            let state = self.states[index];
+            if state == stored && self.cells[index][1] == key {
+                self.cells[index][2..].copy_from_slice(&[value, 0, 0]);
+                return;
+            }
+            if state == 0 {
+                self.states[index] = stored;
+                self.cells[index] = [hash, key, value, 0, 0];
+                return;
+            }
+            index = (index + 1) & mask;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.states.fill(0);
+    }
 }
 
 fn put_hot_2threads(c: &mut Criterion) {
