@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::engine::Core;
 use crate::entry::Entry;
 use crate::options::{option_setters, Error, Options, OptionsUpdate};
-use crate::partition::Store;
+use crate::partition::{Partition, Store};
 use crate::processor::Processor;
 use crate::raw::table::{Refused, Tables, Write, Written};
 use crate::routing;
@@ -151,6 +151,11 @@ where
     S: BuildHasher + Send + Sync + 'static,
 {
     handle: Arc<Handle<K, V, S>>,
+    /// The core's partitions, held here as well: a write reaches its partition with one
+    /// load from the map rather than three (the handle, the core, the partitions), and each
+    /// load on that chain costs the M1 bench its latency (PERFORMANCE.md, "Where M1's time
+    /// goes").
+    partitions: Arc<[Partition<Tables<K, V>>]>,
 }
 
 /// The part of a map its handles share; dropping it stops the buffer.
@@ -186,6 +191,7 @@ where
     fn clone(&self) -> Self {
         HashMap {
             handle: Arc::clone(&self.handle),
+            partitions: Arc::clone(&self.partitions),
         }
     }
 }
@@ -199,7 +205,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HashMap")
             .field("name", &self.name())
-            .field("partitions", &self.handle.core.partitions.len())
+            .field("partitions", &self.partitions.len())
             .field("len", &self.len())
             .finish()
     }
@@ -314,7 +320,7 @@ where
         V: Clone,
     {
         let (hash, partition) = self.locate(key);
-        self.handle.core.partitions[partition]
+        self.partitions[partition]
             .store
             .get(routing::this_thread(), hash, key)
     }
@@ -329,7 +335,7 @@ where
     {
         let (hash, partition) = self.locate(key);
         let core = &*self.handle.core;
-        let part = &core.partitions[partition];
+        let part = &self.partitions[partition];
         let Some(value) = part.store.delete(routing::this_thread(), hash, key) else {
             return false;
         };
@@ -382,10 +388,7 @@ where
     #[inline]
     fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, usize) {
         let hash = self.handle.hasher.hash_one(key);
-        (
-            hash,
-            routing::by_hash(hash, self.handle.core.partitions.len()),
-        )
+        (hash, routing::by_hash(hash, self.partitions.len()))
     }
 
     /// Writes to `key`'s partition, keeping its capacity and drain accounting.
@@ -396,7 +399,7 @@ where
     fn write(&self, key: K, write: Write<V>) -> Result<Written, (Refusal, K, V)> {
         let (hash, partition) = self.locate(&key);
         let core = &*self.handle.core;
-        let part = &core.partitions[partition];
+        let part = &self.partitions[partition];
         // Whether this write holds one unit of the partition's room, taken in `admit`.
         let admitted = Cell::new(false);
         let thread = routing::this_thread();
@@ -589,11 +592,13 @@ where
         let options = self.options.resolve()?;
         let processor = self.processor.ok_or(Error::MissingProcessor)?;
         let core = Core::start(options, |_| Tables::new(), processor, None)?;
+        let partitions = Arc::clone(&core.partitions);
         Ok(HashMap {
             handle: Arc::new(Handle {
                 core,
                 hasher: self.hasher,
             }),
+            partitions,
         })
     }
 }

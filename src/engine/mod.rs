@@ -29,7 +29,9 @@ pub(crate) type Sorter<O> = Box<dyn Fn(&mut Vec<O>) + Send + Sync>;
 
 /// Everything a buffer is, shared by its handles, the scheduler (weakly) and running cycles.
 pub(crate) struct Core<S: Store> {
-    pub(crate) partitions: Box<[Partition<S>]>,
+    /// Shared with the handles that write: a `HashMap` holds its own `Arc` of them (see
+    /// `HashMap`'s `partitions`).
+    pub(crate) partitions: Arc<[Partition<S>]>,
     pub(crate) telemetry: Telemetry,
     pub(crate) capacity: Option<usize>,
     /// `drain_threshold`, 0 when off; read by writers when their partition grows.
