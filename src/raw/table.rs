@@ -753,8 +753,15 @@ impl<K: Eq, V> Tables<K, V> {
     fn begin_owned(&self) -> Option<OwnerWrite<'_>> {
         // Relaxed: only the owner stores the counter.
         let start = self.busy.load(Ordering::Relaxed) + 1;
-        // Relaxed: ordered before the loads below by the fence pair.
-        self.busy.store(start, Ordering::Relaxed);
+        // Ordered before the loads below by the fence pair. Release, not Relaxed: a waiter
+        // (`wait_for_owner`) that saw the previous write's counter odd may next read this
+        // store, not the Release store that ended that write, and a Relaxed store here
+        // would not carry that write's accesses to it (since C++20 a release sequence holds
+        // only read-modify-writes after its head); as a Release store, read by the waiter's
+        // Acquire load, it publishes everything before it, the previous write included.
+        // Free on x86 (a plain store either way). Miri found the race in
+        // `owner_writes_racing_ticks_and_a_late_sharer_lose_nothing`.
+        self.busy.store(start, Ordering::Release);
         // Pairs with the heavy side run by a taker after it stores the generation word and
         // by a sharer after it stores `SHARING`: either that thread sees the counter odd and
         // waits for this write, or this thread sees its store below (and the generation
@@ -774,8 +781,9 @@ impl<K: Eq, V> Tables<K, V> {
 
     /// Waits until the owner is in no owner write begun before the caller's heavy fence.
     fn wait_for_owner(&self) {
-        // Acquire (both): pairs with the owner's Release store ending its write, so that
-        // write happens before what the caller does next.
+        // Acquire (both): pairs with the owner's Release store ending its write, or the
+        // Release store beginning its next one (`begin_owned`), so that the write waited
+        // for happens before what the caller does next.
         let busy = self.busy.load(Ordering::Acquire);
         if busy % 2 == 0 {
             return;
