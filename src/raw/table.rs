@@ -112,7 +112,9 @@
 //! owner stores it odd, runs the light side of the asymmetric fence pair
 //! ([`super::barrier`]: a compiler fence where the heavy side is `membarrier`), checks that
 //! the store is still owned, then loads the generation word and writes, and stores the
-//! counter even (Release). Two kinds of thread must not overlap an owner write:
+//! counter even. Both stores are Release: a thread waiting for the write to end may read
+//! either the even store or the next write's odd one, and must acquire the write from it.
+//! Two kinds of thread must not overlap an owner write:
 //!
 //! * **The taker**, which seals and drains the slots: after storing the next generation
 //!   word, it runs the heavy side and waits while the counter is odd (`quiesce_owner`). By
