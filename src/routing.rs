@@ -47,8 +47,17 @@ pub(crate) fn by_thread(thread: usize, partitions: usize) -> usize {
 /// the low bits, foldhash among them, leave the high bits of small inputs weak: with one
 /// seed in about fifty, the 16 keys `0..16` hashed by foldhash's fast hasher share their top
 /// three bits, which put all of them in one of 8 partitions.
+///
+/// With one partition the answer is 0 without the two multiplies: they sit on the chain of
+/// dependent steps that leads a map's write to its slot (the hash, the partition, its table,
+/// the slot), and taking them off it took the M1 bench's single-partition put from 8.3–8.9
+/// to 6.1–6.6 ns (p10 of the timed chunks; PERFORMANCE.md, "Routing a single partition").
+/// The branch costs a multi-partition map nothing measurable: it is always predicted.
 #[inline]
 pub(crate) fn by_hash(hash: u64, partitions: usize) -> usize {
+    if partitions == 1 {
+        return 0;
+    }
     let mixed = hash.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     ((u128::from(mixed) * partitions as u128) >> 64) as usize
 }

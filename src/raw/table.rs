@@ -437,13 +437,59 @@ struct Head {
     light: Light,
 }
 
+/// What only the owner stores to, in a cache line of its own.
+struct OwnerLine<K, V> {
+    /// The owner's write counter: odd while it writes without a lock (see *Owner writes*).
+    busy: AtomicU64,
+    /// Where the owner's writes start: see [`View`]. Touched only by the owner's thread.
+    view: UnsafeCell<View<K, V>>,
+}
+
+/// A table of a side's chain, with its two arrays.
+struct Slots<'a, K, V> {
+    table: &'a Table<K, V>,
+    states: &'a [AtomicU64],
+    cells: &'a [Cells<K, V>],
+}
+
+/// The side's current table as the owner last loaded it, and the generation word it loaded
+/// it under. An owner write that loads the same word starts from the view instead of
+/// loading `current`, then the table's arrays: three dependent loads off the chain that
+/// leads a write to its slot, each of which costs the overwrite its latency (the M1 bench:
+/// see PERFORMANCE.md, "The owner's view").
+///
+/// The view's table is at or before the side's `current` in the chain: `current` only
+/// advances within a generation. So starting from it is what a writer that loaded
+/// `current` earlier does, which the protocol allows (see *Growth*): its probe finds the
+/// key, or passes moved slots into the next table, exactly as from `current`. To keep the
+/// owner off tables whose keys have all moved, every owner write that leaves the fast path
+/// forgets the view, as does the owner's growth; the next write loads `current` again.
+struct View<K, V> {
+    /// The generation word the view was taken under, or [`NO_VIEW`].
+    word: u64,
+    table: *const Table<K, V>,
+    states: *const [AtomicU64],
+    cells: *const [Cells<K, V>],
+}
+
+impl<K, V> Clone for View<K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K, V> Copy for View<K, V> {}
+
+/// `View::word` when the owner has no view: no generation word has it (its generation,
+/// 2^63 - 1 with `CLOSED`, is never reached).
+const NO_VIEW: u64 = u64::MAX;
+
 /// One partition's coalescing store: writers from any thread; one taker at a time.
 pub struct Tables<K, V> {
     /// What every write reads first: the generation word and who may write without locks.
     head: CachePadded<Head>,
-    /// The owner's write counter: odd while it writes without a lock (see *Owner writes*).
-    /// Stored by the owner only.
-    busy: CachePadded<AtomicU64>,
+    /// The owner's write counter and view.
+    own: CachePadded<OwnerLine<K, V>>,
     sides: [Side<K, V>; 2],
     /// Serializes takers: each generation is sealed and drained by exactly one of them.
     taker: Mutex<Taker<K, V>>,
@@ -587,7 +633,15 @@ impl<K: Eq, V> Tables<K, V> {
                 owner: AtomicU64::new(NO_WRITER),
                 light: barrier::init(),
             }),
-            busy: CachePadded::new(AtomicU64::new(0)),
+            own: CachePadded::new(OwnerLine {
+                busy: AtomicU64::new(0),
+                view: UnsafeCell::new(View {
+                    word: NO_VIEW,
+                    table: ptr::null(),
+                    states: ptr::slice_from_raw_parts(ptr::null(), 0),
+                    cells: ptr::slice_from_raw_parts(ptr::null(), 0),
+                }),
+            }),
             sides: [side(0), side(1)],
             taker: Mutex::new(Taker {
                 retired: Vec::new(),
@@ -617,8 +671,76 @@ impl<K: Eq, V> Tables<K, V> {
         match self.write_fast(owned, hash, key, value, version, newer, &mut admit) {
             Fast::Written(written) => Ok(written),
             Fast::Full(key, value) => Err((Refused::Full, key, value)),
-            Fast::General(key, value) => self.write_found(hash, key, value, version, newer, admit),
+            Fast::General(key, value) => {
+                if owned {
+                    // The general path may grow the side (see `View`).
+                    self.forget_view();
+                }
+                self.write_found(hash, key, value, version, newer, admit)
+            }
         }
+    }
+
+    /// The side's current table for the generation `word`.
+    #[inline(always)]
+    fn current_slots(&self, word: u64) -> Slots<'_, K, V> {
+        // Acquire: as in `find`.
+        let table = self.sides[side_of(word)].current.load(Ordering::Acquire);
+        // SAFETY: as in `find`: tables are freed only in `Drop`.
+        let table = unsafe { &*table };
+        Slots {
+            table,
+            states: &table.states,
+            cells: &table.cells,
+        }
+    }
+
+    /// [`Tables::current_slots`] for the owner, from its view if the view was taken under
+    /// `word`; otherwise loaded and kept in the view. Called only by the owner's thread.
+    #[inline(always)]
+    fn owner_slots(&self, word: u64) -> Slots<'_, K, V> {
+        // SAFETY: the view is touched only by the store's owner thread (the one thread whose
+        // number `access` found in `owner`, which never changes to another thread's), in
+        // this function, `remember_view` and `forget_view`, each of which copies it in or
+        // out and keeps no reference into it: no two accesses overlap.
+        let view = unsafe { self.own.view.with_mut(|view| *view) };
+        if view.word != word {
+            return self.remember_view(word);
+        }
+        // SAFETY: the view's pointers were taken from a table of this store and its arrays
+        // (`remember_view`), and tables are freed only in `Drop`.
+        unsafe {
+            Slots {
+                table: &*view.table,
+                states: &*view.states,
+                cells: &*view.cells,
+            }
+        }
+    }
+
+    /// Loads the current table for `word` into the owner's view. Called only by the owner's
+    /// thread.
+    #[cold]
+    #[inline(never)]
+    fn remember_view(&self, word: u64) -> Slots<'_, K, V> {
+        let slots = self.current_slots(word);
+        let view = View {
+            word,
+            table: slots.table,
+            states: slots.states,
+            cells: slots.cells,
+        };
+        // SAFETY: as in `owner_slots`.
+        unsafe { self.own.view.with_mut(|cell| *cell = view) };
+        slots
+    }
+
+    /// Drops the owner's view: its next owner write loads the current table. Called only by
+    /// the owner's thread.
+    #[inline]
+    fn forget_view(&self) {
+        // SAFETY: as in `owner_slots`.
+        unsafe { self.own.view.with_mut(|view| (*view).word = NO_VIEW) };
     }
 
     /// [`Tables::write`] past the common overwrite: finds (or claims) the key's slot and
@@ -754,7 +876,7 @@ impl<K: Eq, V> Tables<K, V> {
     #[inline(always)]
     fn begin_owned(&self) -> Option<OwnerWrite<'_>> {
         // Relaxed: only the owner stores the counter.
-        let start = self.busy.load(Ordering::Relaxed) + 1;
+        let start = self.own.busy.load(Ordering::Relaxed) + 1;
         // Ordered before the loads below by the fence pair. Release, not Relaxed: a waiter
         // (`wait_for_owner`) that saw the previous write's counter odd may next read this
         // store, not the Release store that ended that write, and a Relaxed store here
@@ -763,14 +885,14 @@ impl<K: Eq, V> Tables<K, V> {
         // Acquire load, it publishes everything before it, the previous write included.
         // Free on x86 (a plain store either way). Miri found the race in
         // `owner_writes_racing_ticks_and_a_late_sharer_lose_nothing`.
-        self.busy.store(start, Ordering::Release);
+        self.own.busy.store(start, Ordering::Release);
         // Pairs with the heavy side run by a taker after it stores the generation word and
         // by a sharer after it stores `SHARING`: either that thread sees the counter odd and
         // waits for this write, or this thread sees its store below (and the generation
         // word the write then loads).
         self.head.light.light();
         let write = OwnerWrite {
-            busy: &self.busy,
+            busy: &self.own.busy,
             end: start + 1,
         };
         // Relaxed: ordered after the counter's store by the fence pair; only `SHARING` and
@@ -786,12 +908,12 @@ impl<K: Eq, V> Tables<K, V> {
         // Acquire (both): pairs with the owner's Release store ending its write, or the
         // Release store beginning its next one (`begin_owned`), so that the write waited
         // for happens before what the caller does next.
-        let busy = self.busy.load(Ordering::Acquire);
+        let busy = self.own.busy.load(Ordering::Acquire);
         if busy % 2 == 0 {
             return;
         }
         let mut step = 0;
-        while self.busy.load(Ordering::Acquire) == busy {
+        while self.own.busy.load(Ordering::Acquire) == busy {
             spin_wait(&mut step);
         }
     }
@@ -853,18 +975,23 @@ impl<K: Eq, V> Tables<K, V> {
         let tag = hash >> TAG_SHIFT;
         // The state of the key's slot, unlocked, with a value.
         let stored = stamp | KEYED | VALUE | tag;
-        // Acquire: as in `find`.
-        let table = self.sides[side_of(word)].current.load(Ordering::Acquire);
-        // SAFETY: as in `find`: tables are freed only in `Drop`.
-        let table = unsafe { &*table };
-        let mask = table.states.len() - 1;
+        let Slots {
+            table,
+            states,
+            cells,
+        } = if owner_write.is_some() {
+            self.owner_slots(word)
+        } else {
+            self.current_slots(word)
+        };
+        let mask = states.len() - 1;
         let mut index = hash as usize & mask;
         for _ in 0..=mask {
             // Unchecked: the bounds checks of the two arrays are measurable on the overwrite
             // (M1: 12.8 ns per put with them, 11.7 without).
             // SAFETY: `index` is masked by `mask`, the length of `states` less one, and that
             // length is a power of two (asserted in `Table::new`), so `index` is in bounds.
-            let word = unsafe { table.states.get_unchecked(index) };
+            let word = unsafe { states.get_unchecked(index) };
             // Acquire: as in `probe`.
             let state = word.load(Ordering::Acquire);
             if state != stored {
@@ -878,7 +1005,7 @@ impl<K: Eq, V> Tables<K, V> {
                     if !admit() {
                         return Fast::Full(key, value);
                     }
-                    let cells = &table.cells[index];
+                    let cells = &cells[index];
                     // SAFETY: this thread is the owner in an owner write: no other thread
                     // touches the slot (see *Owner writes*); both cells of an empty slot are
                     // uninitialized, so nothing is overwritten without being dropped.
@@ -900,9 +1027,10 @@ impl<K: Eq, V> Tables<K, V> {
                     // taker's seal, a migrator, a later writer), publishing the cells.
                     word.store(stored, Ordering::Release);
                     drop(owner_write);
-                    if live > grows_past(table.states.len()) {
+                    if live > grows_past(states.len()) {
                         // Outside the owner write: a migration may take long, and the taker
-                        // must not wait for it.
+                        // must not wait for it. It advances `current` (see `View`).
+                        self.forget_view();
                         self.grow(table, stamp);
                     }
                     return Fast::Written(Written::Inserted);
@@ -932,7 +1060,7 @@ impl<K: Eq, V> Tables<K, V> {
             };
             // SAFETY: `index` is in bounds of `states` (above), and `cells` has the length of
             // `states` (`Table::new`).
-            let cells = unsafe { table.cells.get_unchecked(index) };
+            let cells = unsafe { cells.get_unchecked(index) };
             // SAFETY: this thread holds the slot lock, or is the owner in an owner write (no
             // other thread touches a slot's cells meanwhile: see *Owner writes*); the key
             // cell is initialized (`KEYED`). A panic in `eq` releases the slot unchanged
