@@ -445,18 +445,65 @@ struct OwnerLine<K, V> {
     view: UnsafeCell<View<K, V>>,
 }
 
-/// A table of a side's chain, with its two arrays.
+/// A table of a side's chain, with the addresses of its two arrays and their length less
+/// one: a probe reaches a slot with one load, not three (the table's array pointer and
+/// length, then the slot).
+///
+/// Invariant: `states` and `cells` are the arrays of `table`, of `mask + 1` elements each.
 struct Slots<'a, K, V> {
     table: &'a Table<K, V>,
-    states: &'a [AtomicU64],
-    cells: &'a [Cells<K, V>],
+    states: *const AtomicU64,
+    cells: *const Cells<K, V>,
+    mask: usize,
+}
+
+impl<K, V> Clone for Slots<'_, K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K, V> Copy for Slots<'_, K, V> {}
+
+impl<'a, K, V> Slots<'a, K, V> {
+    /// `table`'s slots.
+    #[inline(always)]
+    fn of(table: &'a Table<K, V>) -> Self {
+        Slots {
+            table,
+            states: table.states.as_ptr(),
+            cells: table.cells.as_ptr(),
+            mask: table.states.len() - 1,
+        }
+    }
+
+    /// The state word of slot `index & mask`.
+    #[inline(always)]
+    fn state(&self, index: usize) -> &'a AtomicU64 {
+        // Unchecked: the bounds checks are measurable on the overwrite (M1: 12.8 ns per put
+        // with them, 11.7 without). SAFETY: `index & mask` is below the length of `states`
+        // (the invariant), an array that lives as long as `table`, so for `'a`.
+        unsafe { &*self.states.add(index & self.mask) }
+    }
+
+    /// The cells of slot `index & mask`.
+    #[inline(always)]
+    fn cells(&self, index: usize) -> &'a Cells<K, V> {
+        // SAFETY: as in `state`, for `cells`.
+        unsafe { &*self.cells.add(index & self.mask) }
+    }
+
+    /// The number of slots.
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.mask + 1
+    }
 }
 
 /// The side's current table as the owner last loaded it, and the generation word it loaded
 /// it under. An owner write that loads the same word starts from the view instead of
-/// loading `current`, then the table's arrays: three dependent loads off the chain that
-/// leads a write to its slot, each of which costs the overwrite its latency (the M1 bench:
-/// see PERFORMANCE.md, "The owner's view").
+/// loading `current`, the table's arrays and their length: dependent loads off the chain
+/// that leads a write to its slot (the M1 bench: see PERFORMANCE.md, "The owner's view").
 ///
 /// The view's table is at or before the side's `current` in the chain: `current` only
 /// advances within a generation. So starting from it is what a writer that loaded
@@ -467,9 +514,12 @@ struct Slots<'a, K, V> {
 struct View<K, V> {
     /// The generation word the view was taken under, or [`NO_VIEW`].
     word: u64,
+    /// `Slots` of a table of this store, whose lifetime the view cannot name; meaningful
+    /// only when `word` is not `NO_VIEW`.
     table: *const Table<K, V>,
-    states: *const [AtomicU64],
-    cells: *const [Cells<K, V>],
+    states: *const AtomicU64,
+    cells: *const Cells<K, V>,
+    mask: usize,
 }
 
 impl<K, V> Clone for View<K, V> {
@@ -638,8 +688,9 @@ impl<K: Eq, V> Tables<K, V> {
                 view: UnsafeCell::new(View {
                     word: NO_VIEW,
                     table: ptr::null(),
-                    states: ptr::slice_from_raw_parts(ptr::null(), 0),
-                    cells: ptr::slice_from_raw_parts(ptr::null(), 0),
+                    states: ptr::null(),
+                    cells: ptr::null(),
+                    mask: 0,
                 }),
             }),
             sides: [side(0), side(1)],
@@ -653,7 +704,8 @@ impl<K: Eq, V> Tables<K, V> {
     /// Writes `key` (whose hash is `hash`) for the calling thread, number `thread` (never
     /// 0: see `routing::this_thread`). `admit` is called, at most once, only when the
     /// write would give a value to a key that has none in the current generation; `false`
-    /// refuses the write with [`Refused::Full`].
+    /// refuses the write with [`Refused::Full`], and after `true` the write returns
+    /// [`Written::Inserted`] (the caller's reservation of room is then always used).
     #[inline(always)]
     pub fn write(
         &self,
@@ -668,7 +720,14 @@ impl<K: Eq, V> Tables<K, V> {
             Write::Newer(value, version) => (value, version, true),
         };
         let owned = self.access(thread) == Access::Owner;
-        match self.write_fast(owned, hash, key, value, version, newer, &mut admit) {
+        // Two copies of the fast path, one per access, so that neither tests the other's
+        // conditions (an owner write takes no lock; a locked one has no owner bracket).
+        let fast = if owned {
+            self.write_fast::<true>(hash, key, value, version, newer, &mut admit)
+        } else {
+            self.write_fast::<false>(hash, key, value, version, newer, &mut admit)
+        };
+        match fast {
             Fast::Written(written) => Ok(written),
             Fast::Full(key, value) => Err((Refused::Full, key, value)),
             Fast::General(key, value) => {
@@ -687,12 +746,7 @@ impl<K: Eq, V> Tables<K, V> {
         // Acquire: as in `find`.
         let table = self.sides[side_of(word)].current.load(Ordering::Acquire);
         // SAFETY: as in `find`: tables are freed only in `Drop`.
-        let table = unsafe { &*table };
-        Slots {
-            table,
-            states: &table.states,
-            cells: &table.cells,
-        }
+        Slots::of(unsafe { &*table })
     }
 
     /// [`Tables::current_slots`] for the owner, from its view if the view was taken under
@@ -707,14 +761,14 @@ impl<K: Eq, V> Tables<K, V> {
         if view.word != word {
             return self.remember_view(word);
         }
-        // SAFETY: the view's pointers were taken from a table of this store and its arrays
-        // (`remember_view`), and tables are freed only in `Drop`.
-        unsafe {
-            Slots {
-                table: &*view.table,
-                states: &*view.states,
-                cells: &*view.cells,
-            }
+        Slots {
+            // SAFETY: the view holds the `Slots` of a table of this store (`remember_view`),
+            // and tables are freed only in `Drop`.
+            table: unsafe { &*view.table },
+            // The arrays of that table, and their length less one: `Slots`' invariant.
+            states: view.states,
+            cells: view.cells,
+            mask: view.mask,
         }
     }
 
@@ -729,6 +783,7 @@ impl<K: Eq, V> Tables<K, V> {
             table: slots.table,
             states: slots.states,
             cells: slots.cells,
+            mask: slots.mask,
         };
         // SAFETY: as in `owner_slots`.
         unsafe { self.own.view.with_mut(|cell| *cell = view) };
@@ -949,13 +1004,12 @@ impl<K: Eq, V> Tables<K, V> {
     /// generation (see the module docs), so replacing the value there is what `find` would
     /// have done; an empty slot it reaches is one `find` would claim.
     ///
-    /// With `owned` (the caller owns the store), it runs as an owner write: it takes no slot
-    /// lock, and is ordered against takers and sharers by [`Tables::begin_owned`] instead.
+    /// With `OWNED` (the caller owns the store), it runs as an owner write: it takes no slot
+    /// lock, and is ordered against takers and sharers by [`Tables::begin_owned`] instead;
+    /// if the store was shared since the caller's `access`, it changes nothing.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn write_fast(
+    fn write_fast<const OWNED: bool>(
         &self,
-        owned: bool,
         hash: u64,
         key: K,
         value: V,
@@ -963,9 +1017,16 @@ impl<K: Eq, V> Tables<K, V> {
         newer: bool,
         admit: &mut impl FnMut() -> bool,
     ) -> Fast<K, V> {
-        // Ends the owner write when dropped (a panic in `eq` included). `None` when the
-        // write locks its slot: not owned, or the store was shared since `access`.
-        let owner_write = if owned { self.begin_owned() } else { None };
+        // Ends the owner write when dropped (a panic in `eq` included).
+        let owner_write = if OWNED {
+            match self.begin_owned() {
+                Some(write) => Some(write),
+                // Shared since `access`: the general path locks the slot.
+                None => return Fast::General(key, value),
+            }
+        } else {
+            None
+        };
         // Acquire: as in `find`.
         let word = self.head.word.load(Ordering::Acquire);
         if word & CLOSED != 0 {
@@ -975,27 +1036,21 @@ impl<K: Eq, V> Tables<K, V> {
         let tag = hash >> TAG_SHIFT;
         // The state of the key's slot, unlocked, with a value.
         let stored = stamp | KEYED | VALUE | tag;
-        let Slots {
-            table,
-            states,
-            cells,
-        } = if owner_write.is_some() {
+        let slots = if OWNED {
             self.owner_slots(word)
         } else {
             self.current_slots(word)
         };
-        let mask = states.len() - 1;
-        let mut index = hash as usize & mask;
-        for _ in 0..=mask {
-            // Unchecked: the bounds checks of the two arrays are measurable on the overwrite
-            // (M1: 12.8 ns per put with them, 11.7 without).
-            // SAFETY: `index` is masked by `mask`, the length of `states` less one, and that
-            // length is a power of two (asserted in `Table::new`), so `index` is in bounds.
-            let word = unsafe { states.get_unchecked(index) };
+        let table = slots.table;
+        let mut index = hash as usize;
+        let mut left = slots.len();
+        while left != 0 {
+            left -= 1;
+            let word = slots.state(index);
             // Acquire: as in `probe`.
             let state = word.load(Ordering::Acquire);
             if state != stored {
-                if state == stamp && owner_write.is_some() {
+                if OWNED && state == stamp {
                     // Acquire: as in `probe`. An owner write sees the generation stay (the
                     // taker waits for it before sealing) and no other writer, so a table
                     // found unlinked stays unlinked until this insert is done.
@@ -1005,7 +1060,7 @@ impl<K: Eq, V> Tables<K, V> {
                     if !admit() {
                         return Fast::Full(key, value);
                     }
-                    let cells = &cells[index];
+                    let cells = slots.cells(index);
                     // SAFETY: this thread is the owner in an owner write: no other thread
                     // touches the slot (see *Owner writes*); both cells of an empty slot are
                     // uninitialized, so nothing is overwritten without being dropped.
@@ -1027,7 +1082,7 @@ impl<K: Eq, V> Tables<K, V> {
                     // taker's seal, a migrator, a later writer), publishing the cells.
                     word.store(stored, Ordering::Release);
                     drop(owner_write);
-                    if live > grows_past(states.len()) {
+                    if live > grows_past(slots.len()) {
                         // Outside the owner write: a migration may take long, and the taker
                         // must not wait for it. It advances `current` (see `View`).
                         self.forget_view();
@@ -1040,10 +1095,10 @@ impl<K: Eq, V> Tables<K, V> {
                 if state & !(VALUE | TAG_MASK) != stamp | KEYED || state & TAG_MASK == tag {
                     return Fast::General(key, value);
                 }
-                index = (index + 1) & mask;
+                index += 1;
                 continue;
             }
-            let held = if owner_write.is_some() {
+            let held = if OWNED {
                 None
             } else {
                 // Acquire: as in `probe`.
@@ -1058,9 +1113,7 @@ impl<K: Eq, V> Tables<K, V> {
                     restore: state,
                 })
             };
-            // SAFETY: `index` is in bounds of `states` (above), and `cells` has the length of
-            // `states` (`Table::new`).
-            let cells = unsafe { cells.get_unchecked(index) };
+            let cells = slots.cells(index);
             // SAFETY: this thread holds the slot lock, or is the owner in an owner write (no
             // other thread touches a slot's cells meanwhile: see *Owner writes*); the key
             // cell is initialized (`KEYED`). A panic in `eq` releases the slot unchanged
@@ -1072,7 +1125,7 @@ impl<K: Eq, V> Tables<K, V> {
             };
             if !same {
                 drop(held);
-                index = (index + 1) & mask;
+                index += 1;
                 continue;
             }
             // SAFETY: as for the key; the value cell is initialized (`VALUE`).
