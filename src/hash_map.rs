@@ -89,6 +89,12 @@ pub fn monotonic_version() -> u64 {
 /// speed, and several producers writing the same partitions get the shared path: a lock on
 /// the key's slot, never on the partition, and never a wait for a tick.
 ///
+/// A key's `Eq` runs inside a write, a `get` or a `delete`, while the key's slot is held, and
+/// must not access the same map: from it, an access to the partition being searched panics
+/// when the partition is owned (the owner's write holds no lock, and going on would break
+/// its exclusivity), and waits forever when it is shared and reaches the held slot, as a
+/// `Mutex` locked twice does. `Hash` runs before any of that and may do what it likes.
+///
 /// # Options, for a map
 ///
 /// `capacity` is exact per partition and counts *distinct keys in the current tick*: a write
@@ -664,6 +670,89 @@ mod tests {
     }
 
     /// Capacity counts distinct keys; overwrites and deletes keep it exact.
+    /// A key whose `Eq` runs its thread's pending reentry, once.
+    #[derive(Debug)]
+    struct Reentrant(u32);
+
+    type ReentrantMap = HashMap<Reentrant, String>;
+
+    /// A map and what to do to it from inside a key's `Eq`.
+    type Reentry = (ReentrantMap, fn(&ReentrantMap));
+
+    thread_local! {
+        static REENTRY: std::cell::RefCell<Option<Reentry>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    impl std::hash::Hash for Reentrant {
+        fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+            self.0.hash(state);
+        }
+    }
+
+    impl PartialEq for Reentrant {
+        fn eq(&self, other: &Self) -> bool {
+            if let Some((map, reenter)) = REENTRY.with(|r| r.borrow_mut().take()) {
+                reenter(&map);
+            }
+            self.0 == other.0
+        }
+    }
+
+    impl Eq for Reentrant {}
+
+    /// The owner's overwrite runs the key's `Eq` without a lock; an access to the same
+    /// partition from inside it would break the write's exclusivity (a double drop for a
+    /// nested delete), so it panics, and the map stays whole.
+    #[test]
+    fn a_key_whose_eq_reenters_its_partition_panics_and_the_map_stays_whole() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let map: ReentrantMap = HashMap::builder()
+            .partitions(1)
+            .processing_interval(std::time::Duration::from_secs(3600))
+            .processing_batch_size(BatchSize::Table)
+            .processor(move |batch: Vec<Entry<Reentrant, String>>| {
+                let mut seen = sink.lock().expect("sink lock");
+                seen.extend(batch.into_iter().map(|e| (e.key.0, e.value)));
+            })
+            .start()
+            .expect("valid options");
+        // An insert compares no key: this thread now owns the partition.
+        map.put(Reentrant(1), "one".into()).expect("accepted");
+        let reentries: [fn(&ReentrantMap); 4] = [
+            |map| {
+                let _ = map.put(Reentrant(2), "nested".into());
+            },
+            |map| {
+                let _ = map.put_newer(Reentrant(1), "nested".into(), 9);
+            },
+            |map| {
+                map.delete(&Reentrant(1));
+            },
+            |map| {
+                map.get(&Reentrant(1));
+            },
+        ];
+        for reenter in reentries {
+            REENTRY.with(|r| *r.borrow_mut() = Some((map.clone(), reenter)));
+            let overwrite = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                map.put(Reentrant(1), "outer".into())
+            }));
+            let panic = overwrite.expect_err("the nested access panics");
+            let message = panic.downcast_ref::<&str>().expect("a message");
+            assert!(message.contains("`Eq`"), "{message}");
+        }
+        // Neither the outer writes nor the nested ones changed anything.
+        assert_eq!(map.get(&Reentrant(1)).as_deref(), Some("one"));
+        assert_eq!(map.len(), 1);
+        map.put(Reentrant(1), "last".into()).expect("accepted");
+        map.flush().expect("flushed");
+        assert_eq!(*seen.lock().expect("sink lock"), [(1, "last".to_owned())]);
+        map.stop().expect("stopped");
+        assert_eq!(map.stats().processed, 1);
+    }
+
     #[test]
     fn capacity_counts_distinct_keys() {
         let (map, seen) = map(1, Some(2));

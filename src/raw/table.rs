@@ -872,6 +872,16 @@ impl<K: Eq, V> Tables<K, V> {
         }
     }
 
+    /// [`Tables::access`] for a read or delete, which locks its slot: for the owner, only
+    /// outside its owner writes.
+    fn access_outside_writes(&self, thread: usize) {
+        // Relaxed: only the owner stores the counter, and only the owner looks at its parity
+        // here (another thread's read of it orders nothing).
+        if self.access(thread) == Access::Owner && self.own.busy.load(Ordering::Relaxed) % 2 == 1 {
+            reentered();
+        }
+    }
+
     /// [`Tables::access`] for a thread that neither owns the store nor found it shared:
     /// claims an unowned store, or shares an owned one.
     #[cold]
@@ -931,7 +941,12 @@ impl<K: Eq, V> Tables<K, V> {
     #[inline(always)]
     fn begin_owned(&self) -> Option<OwnerWrite<'_>> {
         // Relaxed: only the owner stores the counter.
-        let start = self.own.busy.load(Ordering::Relaxed) + 1;
+        let busy = self.own.busy.load(Ordering::Relaxed);
+        if busy % 2 == 1 {
+            // This thread is in an owner write of this store already.
+            reentered();
+        }
+        let start = busy + 1;
         // Ordered before the loads below by the fence pair. Release, not Relaxed: a waiter
         // (`wait_for_owner`) that saw the previous write's counter odd may next read this
         // store, not the Release store that ended that write, and a Relaxed store here
@@ -1186,8 +1201,8 @@ impl<K: Eq, V> Tables<K, V> {
         Q: Eq + ?Sized,
         V: Clone,
     {
-        // Locks the slot it reads; the owner's writes must be over (or its own).
-        self.access(thread);
+        // Locks the slot it reads; the owner's writes must be over (or its own, and ended).
+        self.access_outside_writes(thread);
         let Some(Found::Keyed {
             held, cells, state, ..
         }) = self.find(hash, key, false)
@@ -1217,7 +1232,7 @@ impl<K: Eq, V> Tables<K, V> {
         Q: Eq + ?Sized,
     {
         // As in `get`.
-        self.access(thread);
+        self.access_outside_writes(thread);
         let Some(Found::Keyed {
             held,
             cells,
@@ -1940,6 +1955,20 @@ unsafe fn replace_record<K, V>(
             ))
         })
     }
+}
+
+/// The owner accessed its store from inside one of its own owner writes: from the key's
+/// `Eq`, the only user code an owner write runs. Going on would break the write's
+/// exclusivity (a nested write ends the outer one's bracket early, a nested delete takes the
+/// value the outer write is about to replace), so the nested access panics instead; the
+/// panic unwinds through the `Eq` and ends the outer write, leaving the store as it was.
+#[cold]
+#[inline(never)]
+fn reentered() -> ! {
+    panic!(
+        "tidefall: a key's `Eq` accessed the HashMap partition it was being compared in \
+         (keys must not touch their own map from `Eq`)"
+    )
 }
 
 /// What a [`replace_record`] did, once the slot is released: drops the replaced record or the
