@@ -408,8 +408,8 @@ where
         // The room a new key takes is reserved in `admit`, which the store calls only for a
         // write that then inserts: a granted reservation always ends in `Inserted`, so no
         // outcome has room to give back. (Tracking whether `admit` ran, in a `Cell` the
-        // closure set, cost the M1 bench's overwrite about 1 ns per put: 5.9-6.3 against
-        // 4.9-5.0, p10 of the timed chunks.)
+        // closure set, cost the M1 bench's overwrite about 0.8 ns per put: 6.2-6.9 against
+        // 5.3-5.4, p10 of the timed chunks.)
         let outcome = part.store.write(thread, hash, key, write, || {
             match self.handle.core.capacity {
                 None => true,

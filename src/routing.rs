@@ -50,8 +50,9 @@ pub(crate) fn by_thread(thread: usize, partitions: usize) -> usize {
 ///
 /// With one partition the answer is 0 without the two multiplies: they sit on the chain of
 /// dependent steps that leads a map's write to its slot (the hash, the partition, its table,
-/// the slot), and taking them off it took the M1 bench's single-partition put from 8.3–8.9
-/// to 6.1–6.6 ns (p10 of the timed chunks; PERFORMANCE.md, "Routing a single partition").
+/// the slot), and taking them off it took the M1 bench's single-partition put from 8.3–8.8
+/// to 6.2–6.7 ns (p10 of the timed chunks; PERFORMANCE.md, run L, "What this session's
+/// changes bought").
 /// The branch costs a multi-partition map nothing measurable: it is always predicted.
 #[inline]
 pub(crate) fn by_hash(hash: u64, partitions: usize) -> usize {

@@ -503,7 +503,8 @@ impl<'a, K, V> Slots<'a, K, V> {
 /// The side's current table as the owner last loaded it, and the generation word it loaded
 /// it under. An owner write that loads the same word starts from the view instead of
 /// loading `current`, the table's arrays and their length: dependent loads off the chain
-/// that leads a write to its slot (the M1 bench: see PERFORMANCE.md, "The owner's view").
+/// that leads a write to its slot (the M1 bench's put: 6.5–7.0 ns to 6.2–6.6, p10; see
+/// PERFORMANCE.md, run L, "What this session's changes bought").
 ///
 /// The view's table is at or before the side's `current` in the chain: `current` only
 /// advances within a generation. So starting from it is what a writer that loaded
