@@ -25,7 +25,8 @@
 //! and the light side of the fence pair; the taker (heavy fence, then a wait for the owner's
 //! write in progress) and a second writer (which shares the store for good the same way)
 //! must not overlap them. Models 7 and 8 race an owner write with a sharer and with the
-//! tick; the other models' first writers own their stores too, so their inserts and growth
+//! tick, model 9 with the tick after the owner's own growth (its view of the side's current
+//! table); the other models' first writers own their stores too, so their inserts and growth
 //! run as owner writes where the model has one writer.
 //!
 //! Every model checks real outcomes: the write results (`Inserted` / `Replaced` / `Ignored`),
@@ -509,5 +510,45 @@ fn owner_write_racing_the_tick() {
             other => panic!("unexpected outcome {other:?}"),
         }
         finish(store, vec![first, second], &ledger, &[1, 2]);
+    });
+}
+
+/// Model 9, the owner's view across its own growth and a tick: the main thread owns the
+/// store and inserts keys 1 and 2 (values 1 and 2); the second insert takes the 2-slot table
+/// past its threshold, so the owner links a 4-slot table and migrates both keys into it,
+/// forgetting its view of the first table. Then a second thread takes while the owner
+/// overwrites key 1 (value 3): the owner's write starts from the table its view now loads,
+/// the newest one, and lands either in the taken generation (the take drains values 3 and 2)
+/// or in the next one as an insert (the take drains 1 and 2, the next take 3). Never a value
+/// in the table whose keys moved, never one lost or drained twice.
+#[test]
+fn owner_view_across_growth_and_the_tick() {
+    model(None, || {
+        let ledger = Ledger::new();
+        let store = Arc::new(Store::new());
+        let (h1, h2) = (hash(0, 1), hash(1, 2));
+        insert(&store, &ledger, h1, 1, 1);
+        insert(&store, &ledger, h2, 2, 2);
+        let taker = spawn(&store, take);
+        let written = put(&store, h1, 1, Val::new(3, &ledger));
+        let first = taker.join().expect("taker");
+        let second = take(&store);
+        let (a, b) = (summary(&first), summary(&second));
+        match written {
+            Ok(Written::Replaced) => {
+                assert_eq!(
+                    (a.as_slice(), b.as_slice()),
+                    (&[(1, 3, 0, 0), (2, 2, 0, 0)][..], &[][..])
+                );
+            }
+            Ok(Written::Inserted) => {
+                assert_eq!(
+                    (a.as_slice(), b.as_slice()),
+                    (&[(1, 1, 0, 0), (2, 2, 0, 0)][..], &[(1, 3, 0, 0)][..])
+                );
+            }
+            other => panic!("unexpected outcome {other:?}"),
+        }
+        finish(store, vec![first, second], &ledger, &[1, 2, 3]);
     });
 }
