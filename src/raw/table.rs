@@ -140,7 +140,11 @@
 //! stays empty and the table unlinked until then). Anything else goes down the general path,
 //! and so does growth, after the owner write has ended. The taker's wait is for one short
 //! write (no user code runs in it but `Eq`, and a panic there ends it), so writers still
-//! never wait for a tick, and a tick waits for at most one write per owned partition.
+//! never wait for a tick, and a tick waits for at most one write per owned partition. An
+//! `Eq` that accesses its own store from inside an owner write would break that write's
+//! exclusivity, so the nested access panics (it sees the counter odd on its own thread).
+//! The owner starts its probe from its *view* of the side's current table (see [`View`])
+//! while the generation word is the one it took the view under.
 //!
 //! # Growth
 //!
