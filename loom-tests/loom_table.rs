@@ -163,13 +163,41 @@ fn take(store: &Store) -> Out {
 }
 
 /// `(key, value id, version, updates)` of each entry, sorted by key.
-fn summary(out: &Out) -> Vec<(u32, u32, u64, u64)> {
+fn summary(out: &Out) -> Vec<Row> {
     let mut s: Vec<_> = out
         .iter()
         .map(|e| (e.key, e.value.id, e.version, e.updates))
         .collect();
     s.sort_unstable();
     s
+}
+
+/// One drained entry as [`summary`] gives it.
+type Row = (u32, u32, u64, u64);
+
+/// Takes on a second thread while the calling thread, the store's owner, puts `put` (hash,
+/// key, value id), then takes again. Checks the two drains' summaries: `replaced` if the put
+/// replaced the key's value in the taken generation, `inserted` if it landed in the next
+/// one as an insert. Returns both drains.
+fn owner_put_racing_a_take(
+    store: &Arc<Store>,
+    ledger: &std::sync::Arc<Ledger>,
+    (h, key, id): (u64, u32, u32),
+    replaced: [&[Row]; 2],
+    inserted: [&[Row]; 2],
+) -> Vec<Out> {
+    let taker = spawn(store, take);
+    let written = put(store, h, key, Val::new(id, ledger));
+    let first = taker.join().expect("taker");
+    let second = take(store);
+    let drained = [summary(&first), summary(&second)];
+    let expected = match written {
+        Ok(Written::Replaced) => replaced,
+        Ok(Written::Inserted) => inserted,
+        other => panic!("unexpected outcome {other:?}"),
+    };
+    assert_eq!([drained[0].as_slice(), drained[1].as_slice()], expected);
+    vec![first, second]
 }
 
 /// Drops the store (it must be the last handle) and the drained entries, then checks that
@@ -492,24 +520,14 @@ fn owner_write_racing_the_tick() {
         let store = Arc::new(Store::new());
         let h = hash(0, 1);
         insert(&store, &ledger, h, 1, 1);
-        let taker = spawn(&store, take);
-        let written = put(&store, h, 1, Val::new(2, &ledger));
-        let first = taker.join().expect("taker");
-        let second = take(&store);
-        let (a, b) = (summary(&first), summary(&second));
-        match written {
-            Ok(Written::Replaced) => {
-                assert_eq!((a.as_slice(), b.as_slice()), (&[(1, 2, 0, 0)][..], &[][..]));
-            }
-            Ok(Written::Inserted) => {
-                assert_eq!(
-                    (a.as_slice(), b.as_slice()),
-                    (&[(1, 1, 0, 0)][..], &[(1, 2, 0, 0)][..])
-                );
-            }
-            other => panic!("unexpected outcome {other:?}"),
-        }
-        finish(store, vec![first, second], &ledger, &[1, 2]);
+        let drains = owner_put_racing_a_take(
+            &store,
+            &ledger,
+            (h, 1, 2),
+            [&[(1, 2, 0, 0)], &[]],
+            [&[(1, 1, 0, 0)], &[(1, 2, 0, 0)]],
+        );
+        finish(store, drains, &ledger, &[1, 2]);
     });
 }
 
@@ -529,26 +547,13 @@ fn owner_view_across_growth_and_the_tick() {
         let (h1, h2) = (hash(0, 1), hash(1, 2));
         insert(&store, &ledger, h1, 1, 1);
         insert(&store, &ledger, h2, 2, 2);
-        let taker = spawn(&store, take);
-        let written = put(&store, h1, 1, Val::new(3, &ledger));
-        let first = taker.join().expect("taker");
-        let second = take(&store);
-        let (a, b) = (summary(&first), summary(&second));
-        match written {
-            Ok(Written::Replaced) => {
-                assert_eq!(
-                    (a.as_slice(), b.as_slice()),
-                    (&[(1, 3, 0, 0), (2, 2, 0, 0)][..], &[][..])
-                );
-            }
-            Ok(Written::Inserted) => {
-                assert_eq!(
-                    (a.as_slice(), b.as_slice()),
-                    (&[(1, 1, 0, 0), (2, 2, 0, 0)][..], &[(1, 3, 0, 0)][..])
-                );
-            }
-            other => panic!("unexpected outcome {other:?}"),
-        }
-        finish(store, vec![first, second], &ledger, &[1, 2, 3]);
+        let drains = owner_put_racing_a_take(
+            &store,
+            &ledger,
+            (h1, 1, 3),
+            [&[(1, 3, 0, 0), (2, 2, 0, 0)], &[]],
+            [&[(1, 1, 0, 0), (2, 2, 0, 0)], &[(1, 3, 0, 0)]],
+        );
+        finish(store, drains, &ledger, &[1, 2, 3]);
     });
 }
