@@ -7,7 +7,7 @@
 //! Every group measures puts only (an insert-or-overwrite: `put`, `insert`, `upsert_sync`);
 //! each timed chunk writes a fixed number of entries, and whatever must happen between chunks
 //! (draining tidefall, clearing or dropping the peers) is outside the timed region.
-//! `cargo bench --bench map_put` runs the four groups in about two and a half minutes.
+//! `cargo bench --bench map_put` runs the six groups in about three minutes.
 //!
 //! * `put_hot_1thread`: one thread writes `HOT_PUTS` values over `HOT_KEYS` keys per chunk:
 //!   mostly overwrites, the coalescing case. The maps are emptied between chunks (tidefall by
@@ -22,6 +22,12 @@
 //!   instead, tidefall's steady state (its tables keep the size of the busiest tick).
 //! * `put_distinct_2threads`: two threads insert `DISTINCT / 2` new keys each (interleaved)
 //!   into a fresh map.
+//! * `put_hot_1thread_interleaved` and `put_hot_2threads_interleaved`: the peers of the two
+//!   hot groups in interleaved rounds, a few chunks each per round, so that every ratio
+//!   compares chunks taken within milliseconds of each other (`benches/common/interleaved.rs`).
+//!
+//! After tidefall's `flush` the next chunk waits 200 µs, untimed, for the pool's workers to
+//! go back to sleep (`benches/common/settle.rs`).
 //!
 //! papaya is driven through one `pin()` guard per thread per chunk, its fastest use; tidefall
 //! and the others have no guard to hold.
@@ -38,7 +44,13 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode, Throughput,
 };
 use dashmap::DashMap;
+use interleaved::{interleaved, Contestant};
 use tidefall::{BatchSize, DefaultHashBuilder, Entry, HashMap};
+
+#[path = "common/interleaved.rs"]
+mod interleaved;
+#[path = "common/settle.rs"]
+mod settle;
 
 const GROUP_HOT_1: &str = "put_hot_1thread";
 const GROUP_HOT_2: &str = "put_hot_2threads";
@@ -191,6 +203,7 @@ fn put_hot_1thread(c: &mut Criterion) {
     bench_chunks(g, GROUP_HOT_1, "tidefall", HOT_PUTS, || {
         let timed = one_writer(HOT_PUTS, |i| map.put(hot(i), i).unwrap());
         map.flush().unwrap();
+        settle::after_flush();
         timed
     });
     map.stop().unwrap();
@@ -323,6 +336,7 @@ fn put_hot_2threads(c: &mut Criterion) {
         bench_chunks(g, GROUP_HOT_2, &id, items, || {
             let timed = two_writers(HOT_PER_THREAD, |_, i| map.put(hot(i), i).unwrap());
             map.flush().unwrap();
+            settle::after_flush();
             timed
         });
         map.stop().unwrap();
@@ -391,6 +405,7 @@ fn put_distinct_1thread(c: &mut Criterion) {
     bench_chunks(g, GROUP_DISTINCT_1, "tidefall_flushed", DISTINCT, || {
         let timed = one_writer(DISTINCT, |i| map.put(i, i).unwrap());
         map.flush().unwrap();
+        settle::after_flush();
         timed
     });
     map.stop().unwrap();
@@ -483,11 +498,151 @@ fn put_distinct_2threads(c: &mut Criterion) {
     group.finish();
 }
 
+/// M1 in interleaved rounds (see [`interleaved`]): tidefall and the peers, one chunk each
+/// per round.
+fn put_hot_1thread_interleaved(c: &mut Criterion) {
+    let hot = |i: u64| i % HOT_KEYS;
+    let (ours, dash, pap, sc, std) = (tidefall_map(1), dashmap(), papaya(), scc(), std_map());
+    let contestants: Vec<Contestant<'_>> = vec![
+        (
+            "tidefall",
+            Box::new(|| {
+                let timed = one_writer(HOT_PUTS, |i| ours.put(hot(i), i).unwrap());
+                ours.flush().unwrap();
+                settle::after_flush();
+                timed
+            }),
+        ),
+        (
+            "dashmap",
+            Box::new(|| {
+                let timed = one_writer(HOT_PUTS, |i| {
+                    dash.insert(hot(i), i);
+                });
+                dash.clear();
+                timed
+            }),
+        ),
+        (
+            "papaya",
+            Box::new(|| {
+                let pinned = pap.pin();
+                let timed = one_writer(HOT_PUTS, |i| {
+                    pinned.insert(hot(i), i);
+                });
+                pinned.clear();
+                timed
+            }),
+        ),
+        (
+            "scc",
+            Box::new(|| {
+                let timed = one_writer(HOT_PUTS, |i| {
+                    sc.upsert_sync(hot(i), i);
+                });
+                sc.clear_sync();
+                timed
+            }),
+        ),
+        (
+            "mutex_std",
+            Box::new(|| {
+                let timed = one_writer(HOT_PUTS, |i| {
+                    std.lock().unwrap().insert(hot(i), i);
+                });
+                std.lock().unwrap().clear();
+                timed
+            }),
+        ),
+    ];
+    interleaved(
+        c,
+        "put_hot_1thread_interleaved",
+        HOT_PUTS,
+        "put",
+        contestants,
+    );
+    ours.stop().unwrap();
+}
+
+/// M2 in interleaved rounds (see [`interleaved`]): tidefall with two partitions and with one,
+/// and the peers, one chunk each per round.
+fn put_hot_2threads_interleaved(c: &mut Criterion) {
+    let hot = |i: u64| i % HOT_KEYS;
+    let (two, one) = (tidefall_map(2), tidefall_map(1));
+    let (dash, pap, sc, std) = (dashmap(), papaya(), scc(), std_map());
+    let tidefall = |map: &HashMap<u64, u64>| {
+        let timed = two_writers(HOT_PER_THREAD, |_, i| map.put(hot(i), i).unwrap());
+        map.flush().unwrap();
+        settle::after_flush();
+        timed
+    };
+    let contestants: Vec<Contestant<'_>> = vec![
+        ("tidefall_2p", Box::new(|| tidefall(&two))),
+        ("tidefall_1p", Box::new(|| tidefall(&one))),
+        (
+            "dashmap",
+            Box::new(|| {
+                let timed = two_writers(HOT_PER_THREAD, |_, i| {
+                    dash.insert(hot(i), i);
+                });
+                dash.clear();
+                timed
+            }),
+        ),
+        (
+            "papaya",
+            Box::new(|| {
+                let timed = two_writers_with(
+                    HOT_PER_THREAD,
+                    || pap.guard(),
+                    |guard, _, i| {
+                        pap.insert(hot(i), i, guard);
+                    },
+                );
+                pap.pin().clear();
+                timed
+            }),
+        ),
+        (
+            "scc",
+            Box::new(|| {
+                let timed = two_writers(HOT_PER_THREAD, |_, i| {
+                    sc.upsert_sync(hot(i), i);
+                });
+                sc.clear_sync();
+                timed
+            }),
+        ),
+        (
+            "mutex_std",
+            Box::new(|| {
+                let timed = two_writers(HOT_PER_THREAD, |_, i| {
+                    std.lock().unwrap().insert(hot(i), i);
+                });
+                std.lock().unwrap().clear();
+                timed
+            }),
+        ),
+    ];
+    interleaved(
+        c,
+        "put_hot_2threads_interleaved",
+        2 * HOT_PER_THREAD,
+        "put",
+        contestants,
+    );
+    two.stop().unwrap();
+    one.stop().unwrap();
+}
+
 criterion_group!(
     benches,
     put_hot_1thread,
     put_hot_2threads,
     put_distinct_1thread,
-    put_distinct_2threads
+    put_distinct_2threads,
+    put_hot_1thread_interleaved,
+    put_hot_2threads_interleaved
 );
 criterion_main!(benches);

@@ -11,7 +11,9 @@
 //! buffers are drained between chunks, outside the timed region (tidefall by `flush`, SegQueue
 //! by `pop`, the channels by `try_recv`, the Vecs by `clear`, which keeps their capacity: the
 //! best case for them), so they never grow without bound and the drain's cost is not charged
-//! to the push. `cargo bench --bench queue_push` runs the three groups in about two minutes.
+//! to the push. After tidefall's `flush` the next chunk waits 200 µs, untimed, for the pool's
+//! workers to go back to sleep (`benches/common/settle.rs`). `cargo bench --bench
+//! queue_push` runs the four groups in about two and a half minutes.
 //!
 //! * `push_1thread` (Q1): one thread pushes `BATCH` items per timed chunk.
 //! * `push_2threads` (Q2): two producer threads push `PER_THREAD` items each, concurrently;
@@ -22,6 +24,9 @@
 //!   insert: `extend` under one lock (the mutexes) or bare (the Vec); for the channels both
 //!   ten `send`s of an item (`*_loop`) and one `send` of a `Vec` of ten (`*_vec`, the receiver
 //!   gets batches); SegQueue has no batch insert and pushes ten times.
+//! * `push_1thread_interleaved` (Q1 again): the contestants of `push_1thread` in interleaved
+//!   rounds, a few chunks each per round, so that every ratio compares chunks taken within
+//!   milliseconds of each other (`benches/common/interleaved.rs`).
 //!
 //! After each group the bench prints every contestant's per-chunk median and the ratios
 //! tidefall ÷ peer (below 1: tidefall is faster); at the end, the targets for Q1–Q3
@@ -38,7 +43,13 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode, Throughput,
 };
 use crossbeam_queue::SegQueue;
+use interleaved::{interleaved, Contestant};
 use tidefall::{BatchSize, Queue};
+
+#[path = "common/interleaved.rs"]
+mod interleaved;
+#[path = "common/settle.rs"]
+mod settle;
 
 const GROUP_1THREAD: &str = "push_1thread";
 const GROUP_2THREADS: &str = "push_2threads";
@@ -193,6 +204,7 @@ fn push_1thread(c: &mut Criterion) {
         }
         let timed = start.elapsed();
         queue.flush().unwrap();
+        settle::after_flush();
         timed
     });
     queue.stop().unwrap();
@@ -408,6 +420,7 @@ fn push_2threads(c: &mut Criterion) {
             }
             let timed = start.elapsed();
             queue.flush().unwrap();
+            settle::after_flush();
             timed
         },
     );
@@ -429,6 +442,7 @@ fn push_2threads(c: &mut Criterion) {
                 bench_chunks(&mut group, GROUP_2THREADS, &id, 2 * PER_THREAD, || {
                     let timed = chunk();
                     queue.flush().unwrap();
+                    settle::after_flush();
                     timed
                 });
             },
@@ -540,7 +554,10 @@ fn push_many_10(c: &mut Criterion) {
         &mut group,
         "tidefall",
         |items| queue.push_many(items).unwrap(),
-        || queue.flush().unwrap(),
+        || {
+            queue.flush().unwrap();
+            settle::after_flush();
+        },
     );
     queue.stop().unwrap();
 
@@ -549,7 +566,10 @@ fn push_many_10(c: &mut Criterion) {
         &mut group,
         "tidefall_slice",
         |items| queue.push_slice(&items).unwrap(),
-        || queue.flush().unwrap(),
+        || {
+            queue.flush().unwrap();
+            settle::after_flush();
+        },
     );
     queue.stop().unwrap();
 
@@ -715,5 +735,103 @@ fn targets(_: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, push_1thread, push_2threads, push_many_10, targets);
+/// One thread's timed loop of `BATCH` pushes with `push`.
+fn pushes(mut push: impl FnMut(u64)) -> Duration {
+    let start = Instant::now();
+    for i in 0..BATCH {
+        push(black_box(i));
+    }
+    start.elapsed()
+}
+
+/// Q1 in interleaved rounds (see `benches/common/interleaved.rs`): tidefall and the peers,
+/// and `Vec::push` as the floor, a few chunks each per round.
+fn push_1thread_interleaved(c: &mut Criterion) {
+    let (queue, _) = tidefall_queue(1);
+    let seg = SegQueue::new();
+    let (cb_tx, cb_rx) = crossbeam_channel::unbounded();
+    let (fl_tx, fl_rx) = flume::unbounded();
+    let (std_tx, std_rx) = mpsc::channel();
+    let pl_vec = parking_lot::Mutex::new(Vec::new());
+    let std_vec = Mutex::new(Vec::new());
+    let mut vec = Vec::new();
+    let contestants: Vec<Contestant<'_>> = vec![
+        (
+            "tidefall",
+            Box::new(|| {
+                let timed = pushes(|i| queue.push(i).unwrap());
+                queue.flush().unwrap();
+                settle::after_flush();
+                timed
+            }),
+        ),
+        (
+            "segqueue",
+            Box::new(|| {
+                let timed = pushes(|i| seg.push(i));
+                drain_segqueue(&seg);
+                timed
+            }),
+        ),
+        (
+            "crossbeam_channel",
+            Box::new(|| {
+                let timed = pushes(|i| cb_tx.send(i).unwrap());
+                while cb_rx.try_recv().is_ok() {}
+                timed
+            }),
+        ),
+        (
+            "flume",
+            Box::new(|| {
+                let timed = pushes(|i| fl_tx.send(i).unwrap());
+                while fl_rx.try_recv().is_ok() {}
+                timed
+            }),
+        ),
+        (
+            "std_mpsc",
+            Box::new(|| {
+                let timed = pushes(|i| std_tx.send(i).unwrap());
+                while std_rx.try_recv().is_ok() {}
+                timed
+            }),
+        ),
+        (
+            "parking_lot_vec",
+            Box::new(|| {
+                let timed = pushes(|i| pl_vec.lock().push(i));
+                pl_vec.lock().clear();
+                timed
+            }),
+        ),
+        (
+            "mutex_vec",
+            Box::new(|| {
+                let timed = pushes(|i| std_vec.lock().unwrap().push(i));
+                std_vec.lock().unwrap().clear();
+                timed
+            }),
+        ),
+        (
+            "vec",
+            Box::new(|| {
+                let timed = pushes(|i| vec.push(i));
+                vec.clear();
+                timed
+            }),
+        ),
+    ];
+    interleaved(c, "push_1thread_interleaved", BATCH, "item", contestants);
+    queue.stop().unwrap();
+}
+
+criterion_group!(
+    benches,
+    push_1thread,
+    push_2threads,
+    push_many_10,
+    targets,
+    push_1thread_interleaved
+);
 criterion_main!(benches);
