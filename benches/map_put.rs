@@ -504,64 +504,43 @@ fn put_hot_1thread_interleaved(c: &mut Criterion) {
     let hot = |i: u64| i % HOT_KEYS;
     let (ours, dash, pap, sc, std) = (tidefall_map(1), dashmap(), papaya(), scc(), std_map());
     let contestants: Vec<Contestant<'_>> = vec![
-        (
-            "tidefall",
-            Box::new(|| {
-                let timed = one_writer(HOT_PUTS, |i| ours.put(hot(i), i).unwrap());
-                ours.flush().unwrap();
-                settle::after_flush();
-                timed
-            }),
-        ),
-        (
-            "dashmap",
-            Box::new(|| {
-                let timed = one_writer(HOT_PUTS, |i| {
-                    dash.insert(hot(i), i);
-                });
-                dash.clear();
-                timed
-            }),
-        ),
-        (
-            "papaya",
-            Box::new(|| {
-                let pinned = pap.pin();
-                let timed = one_writer(HOT_PUTS, |i| {
-                    pinned.insert(hot(i), i);
-                });
-                pinned.clear();
-                timed
-            }),
-        ),
-        (
-            "scc",
-            Box::new(|| {
-                let timed = one_writer(HOT_PUTS, |i| {
-                    sc.upsert_sync(hot(i), i);
-                });
-                sc.clear_sync();
-                timed
-            }),
-        ),
-        (
-            "mutex_std",
-            Box::new(|| {
-                let timed = one_writer(HOT_PUTS, |i| {
-                    std.lock().unwrap().insert(hot(i), i);
-                });
-                std.lock().unwrap().clear();
-                timed
-            }),
-        ),
+        Contestant::new("tidefall", HOT_PUTS, || {
+            let timed = one_writer(HOT_PUTS, |i| ours.put(hot(i), i).unwrap());
+            ours.flush().unwrap();
+            settle::after_flush();
+            timed
+        }),
+        Contestant::new("dashmap", HOT_PUTS, || {
+            let timed = one_writer(HOT_PUTS, |i| {
+                dash.insert(hot(i), i);
+            });
+            dash.clear();
+            timed
+        }),
+        Contestant::new("papaya", HOT_PUTS, || {
+            let pinned = pap.pin();
+            let timed = one_writer(HOT_PUTS, |i| {
+                pinned.insert(hot(i), i);
+            });
+            pinned.clear();
+            timed
+        }),
+        Contestant::new("scc", HOT_PUTS, || {
+            let timed = one_writer(HOT_PUTS, |i| {
+                sc.upsert_sync(hot(i), i);
+            });
+            sc.clear_sync();
+            timed
+        }),
+        Contestant::new("mutex_std", HOT_PUTS, || {
+            let timed = one_writer(HOT_PUTS, |i| {
+                std.lock().unwrap().insert(hot(i), i);
+            });
+            std.lock().unwrap().clear();
+            timed
+        }),
     ];
-    interleaved(
-        c,
-        "put_hot_1thread_interleaved",
-        HOT_PUTS,
-        "put",
-        contestants,
-    );
+    interleaved(c, "put_hot_1thread_interleaved", "put", contestants);
     ours.stop().unwrap();
 }
 
@@ -578,60 +557,42 @@ fn put_hot_2threads_interleaved(c: &mut Criterion) {
         timed
     };
     let contestants: Vec<Contestant<'_>> = vec![
-        ("tidefall_2p", Box::new(|| tidefall(&two))),
-        ("tidefall_1p", Box::new(|| tidefall(&one))),
-        (
-            "dashmap",
-            Box::new(|| {
-                let timed = two_writers(HOT_PER_THREAD, |_, i| {
-                    dash.insert(hot(i), i);
-                });
-                dash.clear();
-                timed
-            }),
-        ),
-        (
-            "papaya",
-            Box::new(|| {
-                let timed = two_writers_with(
-                    HOT_PER_THREAD,
-                    || pap.guard(),
-                    |guard, _, i| {
-                        pap.insert(hot(i), i, guard);
-                    },
-                );
-                pap.pin().clear();
-                timed
-            }),
-        ),
-        (
-            "scc",
-            Box::new(|| {
-                let timed = two_writers(HOT_PER_THREAD, |_, i| {
-                    sc.upsert_sync(hot(i), i);
-                });
-                sc.clear_sync();
-                timed
-            }),
-        ),
-        (
-            "mutex_std",
-            Box::new(|| {
-                let timed = two_writers(HOT_PER_THREAD, |_, i| {
-                    std.lock().unwrap().insert(hot(i), i);
-                });
-                std.lock().unwrap().clear();
-                timed
-            }),
-        ),
+        Contestant::new("tidefall_2p", 2 * HOT_PER_THREAD, || tidefall(&two)),
+        Contestant::new("tidefall_1p", 2 * HOT_PER_THREAD, || tidefall(&one)),
+        Contestant::new("dashmap", 2 * HOT_PER_THREAD, || {
+            let timed = two_writers(HOT_PER_THREAD, |_, i| {
+                dash.insert(hot(i), i);
+            });
+            dash.clear();
+            timed
+        }),
+        Contestant::new("papaya", 2 * HOT_PER_THREAD, || {
+            let timed = two_writers_with(
+                HOT_PER_THREAD,
+                || pap.guard(),
+                |guard, _, i| {
+                    pap.insert(hot(i), i, guard);
+                },
+            );
+            pap.pin().clear();
+            timed
+        }),
+        Contestant::new("scc", 2 * HOT_PER_THREAD, || {
+            let timed = two_writers(HOT_PER_THREAD, |_, i| {
+                sc.upsert_sync(hot(i), i);
+            });
+            sc.clear_sync();
+            timed
+        }),
+        Contestant::new("mutex_std", 2 * HOT_PER_THREAD, || {
+            let timed = two_writers(HOT_PER_THREAD, |_, i| {
+                std.lock().unwrap().insert(hot(i), i);
+            });
+            std.lock().unwrap().clear();
+            timed
+        }),
     ];
-    interleaved(
-        c,
-        "put_hot_2threads_interleaved",
-        2 * HOT_PER_THREAD,
-        "put",
-        contestants,
-    );
+    interleaved(c, "put_hot_2threads_interleaved", "put", contestants);
     two.stop().unwrap();
     one.stop().unwrap();
 }

@@ -13,7 +13,7 @@
 //! best case for them), so they never grow without bound and the drain's cost is not charged
 //! to the push. After tidefall's `flush` the next chunk waits 200 µs, untimed, for the pool's
 //! workers to go back to sleep (`benches/common/settle.rs`). `cargo bench --bench
-//! queue_push` runs the four groups in about two and a half minutes.
+//! queue_push` runs the five groups in about three minutes.
 //!
 //! * `push_1thread` (Q1): one thread pushes `BATCH` items per timed chunk.
 //! * `push_2threads` (Q2): two producer threads push `PER_THREAD` items each, concurrently;
@@ -27,6 +27,9 @@
 //! * `push_1thread_interleaved` (Q1 again): the contestants of `push_1thread` in interleaved
 //!   rounds, a few chunks each per round, so that every ratio compares chunks taken within
 //!   milliseconds of each other (`benches/common/interleaved.rs`).
+//! * `push_2threads_interleaved` (Q2 again): tidefall's two producers and one thread,
+//!   SegQueue and `parking_lot::Mutex<Vec>` in interleaved rounds: Q2's scaling and its
+//!   4× SegQueue measured within each round.
 //!
 //! After each group the bench prints every contestant's per-chunk median and the ratios
 //! tidefall ÷ peer (below 1: tidefall is faster); at the end, the targets for Q1–Q3
@@ -756,74 +759,114 @@ fn push_1thread_interleaved(c: &mut Criterion) {
     let std_vec = Mutex::new(Vec::new());
     let mut vec = Vec::new();
     let contestants: Vec<Contestant<'_>> = vec![
-        (
-            "tidefall",
-            Box::new(|| {
-                let timed = pushes(|i| queue.push(i).unwrap());
-                queue.flush().unwrap();
-                settle::after_flush();
-                timed
-            }),
-        ),
-        (
-            "segqueue",
-            Box::new(|| {
-                let timed = pushes(|i| seg.push(i));
-                drain_segqueue(&seg);
-                timed
-            }),
-        ),
-        (
-            "crossbeam_channel",
-            Box::new(|| {
-                let timed = pushes(|i| cb_tx.send(i).unwrap());
-                while cb_rx.try_recv().is_ok() {}
-                timed
-            }),
-        ),
-        (
-            "flume",
-            Box::new(|| {
-                let timed = pushes(|i| fl_tx.send(i).unwrap());
-                while fl_rx.try_recv().is_ok() {}
-                timed
-            }),
-        ),
-        (
-            "std_mpsc",
-            Box::new(|| {
-                let timed = pushes(|i| std_tx.send(i).unwrap());
-                while std_rx.try_recv().is_ok() {}
-                timed
-            }),
-        ),
-        (
-            "parking_lot_vec",
-            Box::new(|| {
-                let timed = pushes(|i| pl_vec.lock().push(i));
-                pl_vec.lock().clear();
-                timed
-            }),
-        ),
-        (
-            "mutex_vec",
-            Box::new(|| {
-                let timed = pushes(|i| std_vec.lock().unwrap().push(i));
-                std_vec.lock().unwrap().clear();
-                timed
-            }),
-        ),
-        (
-            "vec",
-            Box::new(|| {
-                let timed = pushes(|i| vec.push(i));
-                vec.clear();
-                timed
-            }),
-        ),
+        Contestant::new("tidefall", BATCH, || {
+            let timed = pushes(|i| queue.push(i).unwrap());
+            queue.flush().unwrap();
+            settle::after_flush();
+            timed
+        }),
+        Contestant::new("segqueue", BATCH, || {
+            let timed = pushes(|i| seg.push(i));
+            drain_segqueue(&seg);
+            timed
+        }),
+        Contestant::new("crossbeam_channel", BATCH, || {
+            let timed = pushes(|i| cb_tx.send(i).unwrap());
+            while cb_rx.try_recv().is_ok() {}
+            timed
+        }),
+        Contestant::new("flume", BATCH, || {
+            let timed = pushes(|i| fl_tx.send(i).unwrap());
+            while fl_rx.try_recv().is_ok() {}
+            timed
+        }),
+        Contestant::new("std_mpsc", BATCH, || {
+            let timed = pushes(|i| std_tx.send(i).unwrap());
+            while std_rx.try_recv().is_ok() {}
+            timed
+        }),
+        Contestant::new("parking_lot_vec", BATCH, || {
+            let timed = pushes(|i| pl_vec.lock().push(i));
+            pl_vec.lock().clear();
+            timed
+        }),
+        Contestant::new("mutex_vec", BATCH, || {
+            let timed = pushes(|i| std_vec.lock().unwrap().push(i));
+            std_vec.lock().unwrap().clear();
+            timed
+        }),
+        Contestant::new("vec", BATCH, || {
+            let timed = pushes(|i| vec.push(i));
+            vec.clear();
+            timed
+        }),
     ];
-    interleaved(c, "push_1thread_interleaved", BATCH, "item", contestants);
+    interleaved(c, "push_1thread_interleaved", "item", contestants);
     queue.stop().unwrap();
+}
+
+/// Q2 in interleaved rounds (see `benches/common/interleaved.rs`): two producers pushing
+/// into tidefall with two partitions, into SegQueue and into a `parking_lot::Mutex<Vec>`
+/// (Q2's worst peer in the runs so far), and one thread pushing one producer's share into
+/// tidefall. Per item, the one thread's time over the two producers' is Q2's scaling: the
+/// two-thread total throughput over one thread's, measured in the same round.
+fn push_2threads_interleaved(c: &mut Criterion) {
+    let (two, calls) = tidefall_queue(2);
+    let (one, _) = tidefall_queue(1);
+    let seg = SegQueue::new();
+    let vec = parking_lot::Mutex::new(Vec::new());
+    with_two_pushing(
+        |i| two.push(i).unwrap(),
+        |two_chunk| {
+            // As in `push_2threads`: one processor call per partition proves that the
+            // producers landed on different partitions.
+            two_chunk();
+            calls.store(0, Ordering::Relaxed);
+            two.flush().unwrap();
+            assert_eq!(calls.load(Ordering::Relaxed), 2, "thread routing");
+            with_two_pushing(
+                |i| seg.push(i),
+                |seg_chunk| {
+                    with_two_pushing(
+                        |i| vec.lock().push(i),
+                        |vec_chunk| {
+                            let contestants = vec![
+                                Contestant::new("tidefall_2p", 2 * PER_THREAD, || {
+                                    let timed = two_chunk();
+                                    two.flush().unwrap();
+                                    settle::after_flush();
+                                    timed
+                                }),
+                                Contestant::new("tidefall_1thread", PER_THREAD, || {
+                                    let start = Instant::now();
+                                    for i in 0..PER_THREAD {
+                                        one.push(black_box(i)).unwrap();
+                                    }
+                                    let timed = start.elapsed();
+                                    one.flush().unwrap();
+                                    settle::after_flush();
+                                    timed
+                                }),
+                                Contestant::new("segqueue", 2 * PER_THREAD, || {
+                                    let timed = seg_chunk();
+                                    drain_segqueue(&seg);
+                                    timed
+                                }),
+                                Contestant::new("parking_lot_vec", 2 * PER_THREAD, || {
+                                    let timed = vec_chunk();
+                                    vec.lock().clear();
+                                    timed
+                                }),
+                            ];
+                            interleaved(c, "push_2threads_interleaved", "item", contestants);
+                        },
+                    );
+                },
+            );
+        },
+    );
+    two.stop().unwrap();
+    one.stop().unwrap();
 }
 
 criterion_group!(
@@ -832,6 +875,7 @@ criterion_group!(
     push_2threads,
     push_many_10,
     targets,
-    push_1thread_interleaved
+    push_1thread_interleaved,
+    push_2threads_interleaved
 );
 criterion_main!(benches);

@@ -6,9 +6,24 @@ use std::time::Duration;
 
 use criterion::{Criterion, SamplingMode};
 
-/// A contestant of an interleaved group: its name and one timed chunk (draining after it,
-/// untimed).
-pub type Contestant<'a> = (&'static str, Box<dyn FnMut() -> Duration + 'a>);
+/// A contestant of an interleaved group: its name, the writes in one of its chunks, and the
+/// chunk (draining after it, untimed).
+pub struct Contestant<'a> {
+    name: &'static str,
+    items: u64,
+    chunk: Box<dyn FnMut() -> Duration + 'a>,
+}
+
+impl<'a> Contestant<'a> {
+    /// A contestant whose `chunk` makes `items` writes and returns their time.
+    pub fn new(name: &'static str, items: u64, chunk: impl FnMut() -> Duration + 'a) -> Self {
+        Contestant {
+            name,
+            items,
+            chunk: Box::new(chunk),
+        }
+    }
+}
 
 /// Chunks per contestant per round in [`interleaved`]: the first runs on caches that the
 /// other contestants filled since ("cold"); the rest on the contestant's own ("warm").
@@ -16,11 +31,11 @@ const VISIT: usize = 4;
 
 /// Runs the contestants in interleaved rounds: each round runs [`VISIT`] chunks of every
 /// contestant, one contestant after another, starting from a different one each round.
-/// Criterion times the rounds; the chunks' times are kept and summarized per contestant:
-/// its median warm chunk (the visit's later chunks) and cold chunk (the visit's first), and
-/// the median over rounds of the ratio of each peer's chunk to the first contestant's
-/// (tidefall's) in the same round, warm and cold. `items` is the writes per chunk, named
-/// `unit` in the report.
+/// Criterion times the rounds; the chunks' times are kept and summarized per contestant, in
+/// ns per write (named `unit` in the report): its median warm chunk (the visit's later
+/// chunks) and cold chunk (the visit's first), and the median over rounds of the ratio of
+/// its time per write to the first contestant's (tidefall's) in the same round, warm and
+/// cold.
 ///
 /// Why: this guest runs in speed modes that switch every few seconds (PERFORMANCE.md, "Noise
 /// on the AMD guest"), and criterion runs contestants one after another, so two of them can
@@ -31,7 +46,6 @@ const VISIT: usize = 4;
 pub fn interleaved(
     c: &mut Criterion,
     group_name: &str,
-    items: u64,
     unit: &str,
     mut contestants: Vec<Contestant<'_>>,
 ) {
@@ -42,7 +56,7 @@ pub fn interleaved(
         .measurement_time(Duration::from_secs(5))
         .sample_size(10);
     let n = contestants.len();
-    // Per round: (cold, median warm) chunk time of each contestant, in seconds.
+    // Per round: (cold, median warm) time per write of each contestant, in seconds.
     let mut rounds: Vec<Vec<(f64, f64)>> = Vec::new();
     group.bench_function("rounds", |b| {
         b.iter_custom(|iters| {
@@ -52,11 +66,12 @@ pub fn interleaved(
                 let first = rounds.len() % n;
                 for k in 0..n {
                     let at = (first + k) % n;
+                    let contestant = &mut contestants[at];
                     let mut visit: Vec<f64> = (0..VISIT)
                         .map(|_| {
-                            let timed = (contestants[at].1)();
+                            let timed = (contestant.chunk)();
                             total += timed;
-                            timed.as_secs_f64()
+                            timed.as_secs_f64() / contestant.items as f64
                         })
                         .collect();
                     let cold = visit.remove(0);
@@ -71,14 +86,14 @@ pub fn interleaved(
     if rounds.is_empty() {
         return; // filtered out
     }
-    let ns = |secs: f64| secs * 1e9 / items as f64;
-    let ours = contestants[0].0;
+    let ns = |secs: f64| secs * 1e9;
+    let ours = contestants[0].name;
     println!(
         "{group_name}: {} interleaved rounds of {VISIT} chunks per contestant; ratios are the \
-         peer's chunk ÷ {ours}'s in the same round (above 1: {ours} is faster)",
+         peer's time per {unit} ÷ {ours}'s in the same round (above 1: {ours} is faster)",
         rounds.len()
     );
-    for (at, (name, _)) in contestants.iter().enumerate() {
+    for (at, Contestant { name, .. }) in contestants.iter().enumerate() {
         let warm = median(rounds.iter().map(|r| ns(r[at].1)).collect());
         let cold = median(rounds.iter().map(|r| ns(r[at].0)).collect());
         let warm_ratio = median(rounds.iter().map(|r| r[at].1 / r[0].1).collect());
