@@ -1,5 +1,5 @@
 //! Interleaved rounds: every contestant of a group measured within milliseconds of the
-//! others, so that their ratios are taken in the same speed mode of the machine. Shared by
+//! others, so that their ratios are not taken across the machine's speed modes. Shared by
 //! `benches/map_put.rs` and `benches/queue_push.rs` (a module of each, not a bench target).
 
 use std::time::Duration;
@@ -40,9 +40,11 @@ const VISIT: usize = 4;
 /// Why: this guest runs in speed modes that switch every few seconds (PERFORMANCE.md, "Noise
 /// on the AMD guest"), and criterion runs contestants one after another, so two of them can
 /// be measured in different modes. A round takes milliseconds: both sides of each ratio see
-/// the same mode. The cold chunk adds what a write costs when other work ran in between (the
-/// structure's lines are refetched from the shared cache): one with more lines per item
-/// pays more there.
+/// the same mode of the clock. Modes that follow a structure's instance (its allocation)
+/// rather than the clock remain, so a ratio still varies from one run of the bench to the
+/// next (PERFORMANCE.md, run N). The cold chunk adds what a write costs when other work ran
+/// in between (the structure's lines are refetched from the shared cache): one with more
+/// lines per item pays more there.
 pub fn interleaved(
     c: &mut Criterion,
     group_name: &str,
