@@ -55,7 +55,8 @@
 //!   unlocking, so memory is bounded by live keys), ignores an older `put_newer`, or, on a
 //!   slot without a value (deleted earlier), asks `admit`;
 //! * a keyed slot with another tag: next slot; a claiming slot: wait (any tag, see below);
-//!   a locked keyed slot with the key's tag: wait ([`spin_wait`]).
+//!   a locked keyed slot with the key's tag: wait ([`wait_for_holder`]: long at first, so
+//!   that two writers of the same keys do not stay in step).
 //!
 //! A table with no empty slot sends the writer to the next table, linked first if nobody
 //! has (see *Growth*).
@@ -222,7 +223,7 @@ use crossbeam_utils::CachePadded;
 
 use super::barrier::{self, Light};
 use crate::entry::Entry;
-use crate::sync::{spin_wait, AtomicPtr, AtomicU64, Mutex, Ordering, UnsafeCell};
+use crate::sync::{spin_wait, wait_for_holder, AtomicPtr, AtomicU64, Mutex, Ordering, UnsafeCell};
 
 /// What a write stores.
 #[derive(Debug)]
@@ -1828,7 +1829,7 @@ where
             if same_tag || (claim && state & KEYED == 0) {
                 // Held for this key's tag, or a claim that may revert to empty: wait for
                 // it (see the module docs).
-                spin_wait(&mut step);
+                wait_for_holder(&mut step);
             } else {
                 index = (index + 1) & mask;
                 probed += 1;
