@@ -65,8 +65,8 @@ pub(crate) fn wait_for_holder(step: &mut u32) {
 /// slot's cache lines back from the other core. A long first wait lets the holder get ahead
 /// to other keys, after which the two rarely meet on a slot. Measured with two threads
 /// putting the same 1 000 keys in the same order (PERFORMANCE.md, "The wait for a held
-/// slot"): 14.3–16.0 ns per put against 21.8–23.3, where a first wait of 32 pauses gave
-/// 16.4–19.3, and a schedule of 128, 256 ... 4 096 pauses 14.7–16.4.
+/// slot"): 13.8–16.0 ns per put against 23.0–23.6; two threads putting one key, 8.0
+/// against 15.6.
 #[cfg(not(loom))]
 pub(crate) fn wait_for_holder(step: &mut u32) {
     if *step == 0 {
