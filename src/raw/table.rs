@@ -1826,10 +1826,13 @@ where
         }
         let same_tag = key.is_some() && state & TAG_MASK == tag;
         if state & LOCKED != 0 {
-            if same_tag || (claim && state & KEYED == 0) {
-                // Held for this key's tag, or a claim that may revert to empty: wait for
-                // it (see the module docs).
+            if same_tag {
+                // Held for this key's tag: wait for it (see the module docs), long at
+                // first, for it is most likely another writer of this key.
                 wait_for_holder(&mut step);
+            } else if claim && state & KEYED == 0 {
+                // Another key's claim, which may revert to empty: wait for it.
+                spin_wait(&mut step);
             } else {
                 index = (index + 1) & mask;
                 probed += 1;
