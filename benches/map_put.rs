@@ -498,8 +498,8 @@ fn put_distinct_2threads(c: &mut Criterion) {
     group.finish();
 }
 
-/// M1 in interleaved rounds (see [`interleaved`]): tidefall and the peers, one chunk each
-/// per round.
+/// M1 in interleaved rounds (see [`interleaved`]): tidefall and the peers, a few chunks
+/// each per round.
 fn put_hot_1thread_interleaved(c: &mut Criterion) {
     let hot = |i: u64| i % HOT_KEYS;
     let (ours, dash, pap, sc, std) = (tidefall_map(1), dashmap(), papaya(), scc(), std_map());
@@ -545,7 +545,7 @@ fn put_hot_1thread_interleaved(c: &mut Criterion) {
 }
 
 /// M2 in interleaved rounds (see [`interleaved`]): tidefall with two partitions and with one,
-/// and the peers, one chunk each per round.
+/// and the peers, a few chunks each per round.
 fn put_hot_2threads_interleaved(c: &mut Criterion) {
     let hot = |i: u64| i % HOT_KEYS;
     let (two, one) = (tidefall_map(2), tidefall_map(1));

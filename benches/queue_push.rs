@@ -416,16 +416,7 @@ fn push_2threads(c: &mut Criterion) {
         GROUP_2THREADS,
         "tidefall_1thread",
         PER_THREAD,
-        || {
-            let start = Instant::now();
-            for i in 0..PER_THREAD {
-                queue.push(black_box(i)).unwrap();
-            }
-            let timed = start.elapsed();
-            queue.flush().unwrap();
-            settle::after_flush();
-            timed
-        },
+        || one_producers_share(&queue),
     );
     queue.stop().unwrap();
     group.throughput(Throughput::Elements(2 * PER_THREAD));
@@ -738,13 +729,22 @@ fn targets(_: &mut Criterion) {
     );
 }
 
-/// One thread's timed loop of `BATCH` pushes with `push`.
-fn pushes(mut push: impl FnMut(u64)) -> Duration {
+/// One thread's timed loop of `items` pushes with `push`.
+fn pushes(items: u64, mut push: impl FnMut(u64)) -> Duration {
     let start = Instant::now();
-    for i in 0..BATCH {
+    for i in 0..items {
         push(black_box(i));
     }
     start.elapsed()
+}
+
+/// Q2's scaling baseline: one thread pushes one producer's share (`PER_THREAD`) into
+/// `queue`, timed, then flushes it and settles, untimed.
+fn one_producers_share(queue: &Queue<u64>) -> Duration {
+    let timed = pushes(PER_THREAD, |i| queue.push(i).unwrap());
+    queue.flush().unwrap();
+    settle::after_flush();
+    timed
 }
 
 /// Q1 in interleaved rounds (see `benches/common/interleaved.rs`): tidefall and the peers,
@@ -760,43 +760,43 @@ fn push_1thread_interleaved(c: &mut Criterion) {
     let mut vec = Vec::new();
     let contestants: Vec<Contestant<'_>> = vec![
         Contestant::new("tidefall", BATCH, || {
-            let timed = pushes(|i| queue.push(i).unwrap());
+            let timed = pushes(BATCH, |i| queue.push(i).unwrap());
             queue.flush().unwrap();
             settle::after_flush();
             timed
         }),
         Contestant::new("segqueue", BATCH, || {
-            let timed = pushes(|i| seg.push(i));
+            let timed = pushes(BATCH, |i| seg.push(i));
             drain_segqueue(&seg);
             timed
         }),
         Contestant::new("crossbeam_channel", BATCH, || {
-            let timed = pushes(|i| cb_tx.send(i).unwrap());
+            let timed = pushes(BATCH, |i| cb_tx.send(i).unwrap());
             while cb_rx.try_recv().is_ok() {}
             timed
         }),
         Contestant::new("flume", BATCH, || {
-            let timed = pushes(|i| fl_tx.send(i).unwrap());
+            let timed = pushes(BATCH, |i| fl_tx.send(i).unwrap());
             while fl_rx.try_recv().is_ok() {}
             timed
         }),
         Contestant::new("std_mpsc", BATCH, || {
-            let timed = pushes(|i| std_tx.send(i).unwrap());
+            let timed = pushes(BATCH, |i| std_tx.send(i).unwrap());
             while std_rx.try_recv().is_ok() {}
             timed
         }),
         Contestant::new("parking_lot_vec", BATCH, || {
-            let timed = pushes(|i| pl_vec.lock().push(i));
+            let timed = pushes(BATCH, |i| pl_vec.lock().push(i));
             pl_vec.lock().clear();
             timed
         }),
         Contestant::new("mutex_vec", BATCH, || {
-            let timed = pushes(|i| std_vec.lock().unwrap().push(i));
+            let timed = pushes(BATCH, |i| std_vec.lock().unwrap().push(i));
             std_vec.lock().unwrap().clear();
             timed
         }),
         Contestant::new("vec", BATCH, || {
-            let timed = pushes(|i| vec.push(i));
+            let timed = pushes(BATCH, |i| vec.push(i));
             vec.clear();
             timed
         }),
@@ -838,14 +838,7 @@ fn push_2threads_interleaved(c: &mut Criterion) {
                                     timed
                                 }),
                                 Contestant::new("tidefall_1thread", PER_THREAD, || {
-                                    let start = Instant::now();
-                                    for i in 0..PER_THREAD {
-                                        one.push(black_box(i)).unwrap();
-                                    }
-                                    let timed = start.elapsed();
-                                    one.flush().unwrap();
-                                    settle::after_flush();
-                                    timed
+                                    one_producers_share(&one)
                                 }),
                                 Contestant::new("segqueue", 2 * PER_THREAD, || {
                                     let timed = seg_chunk();
