@@ -10,6 +10,8 @@
 //! Under loom a side's first table has 2 slots and grows past one key with a value, so the
 //! second insert links the next table (4 slots) and migrates the first one into it. The
 //! models pick the hashes (the store takes the caller's hash as is): `hash(index, tag)`.
+//! Tables of 4 slots or more are probed by the owner's hints (the store's `HINTED_FROM`
+//! under loom), so the owner writes of the models that grow a table use them.
 //!
 //! The protocol under test: a writer loads the generation word, probes the side's tables from
 //! its `current` one; it claims an empty slot with one CAS (then asks `admit`), or locks the
@@ -55,9 +57,10 @@ type Store = Tables<u32, Val>;
 type Out = Vec<Entry<u32, Val>>;
 type Outcome = Result<Written, Refused>;
 
-/// A hash for slot `index` (in every table) with tag `tag`.
+/// A hash for slot `index` (in every table) with tag `tag` (below 128), which also sets the
+/// top 7 bits, so that keys with different tags have different owner hints too.
 fn hash(index: u64, tag: u64) -> u64 {
-    (tag << 48) | index
+    (tag << 57) | (tag << 48) | index
 }
 
 /// The calling model thread's number, as `routing::this_thread` gives the handles: unique per
@@ -555,5 +558,43 @@ fn owner_view_across_growth_and_the_tick() {
             [&[(1, 1, 0, 0), (2, 2, 0, 0)], &[(1, 3, 0, 0)]],
         );
         finish(store, drains, &ledger, &[1, 2, 3]);
+    });
+}
+
+/// Model 10, the owner's hints across a side's reuse: the main thread owns the store and
+/// inserts keys 1 and 2 on indexes 0 and 1, so side 0 grows to a 4-slot table, which the
+/// owner probes by its hints. A take drains them (generation 1, side 1). Then a second thread
+/// takes again, resetting side 0's table, its hints included, for generation 2, while the
+/// owner inserts key 3 on index 0 (another tag): by the hints, in generation 1's table, or
+/// in side 0's reset table, where a hint left from key 1 would have sent it past its empty
+/// slot. A third thread then puts key 3 with the general path, which probes from the empty
+/// slot on: it must replace the owner's value, not insert a second copy of the key.
+#[test]
+fn owner_hints_across_a_side_reset() {
+    model(None, || {
+        let ledger = Ledger::new();
+        let store = Arc::new(Store::new());
+        insert(&store, &ledger, hash(0, 1), 1, 1);
+        insert(&store, &ledger, hash(1, 2), 2, 2);
+        let first = take(&store);
+        assert_eq!(summary(&first), [(1, 1, 0, 0), (2, 2, 0, 0)]);
+        let taker = spawn(&store, take);
+        insert(&store, &ledger, hash(0, 3), 3, 3);
+        let second = taker.join().expect("taker");
+        let sharer = spawn_put(&store, &ledger, hash(0, 3), 3, 4);
+        let shared = sharer.join().expect("sharer");
+        let third = take(&store);
+        let drained = [summary(&second), summary(&third)];
+        if drained[0].is_empty() {
+            // The owner's insert landed in generation 2, as did the sharer's replacement.
+            assert_eq!(shared, Ok(Written::Replaced));
+            assert_eq!(drained[1], [(3, 4, 0, 0)]);
+        } else {
+            // In generation 1: drained by the racing take; the sharer inserts in generation 2.
+            assert_eq!(drained[0], [(3, 3, 0, 0)]);
+            assert_eq!(shared, Ok(Written::Inserted));
+            assert_eq!(drained[1], [(3, 4, 0, 0)]);
+        }
+        finish(store, vec![first, second, third], &ledger, &[1, 2, 3, 4]);
     });
 }

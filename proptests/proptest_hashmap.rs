@@ -36,7 +36,7 @@ fn config() -> ProptestConfig {
     }
 }
 
-/// Keys are few, so that writes collide all the time.
+/// Keys are few, so that writes collide all the time (12 of them, in most properties).
 type Key = u8;
 /// A unique write id.
 type Value = u64;
@@ -53,22 +53,28 @@ enum Op {
     Flush,
 }
 
-fn key() -> impl Strategy<Value = Key> {
-    0..12u8
+/// The few keys most properties use.
+const FEW_KEYS: Key = 12;
+/// Enough keys for a partition's tables to grow past the size from which the owner probes
+/// by its hints in a debug build (2 × 16 slots).
+const MANY_KEYS: Key = 96;
+
+fn key(keys: Key) -> impl Strategy<Value = Key> {
+    0..keys
 }
 
 fn version() -> impl Strategy<Value = u64> {
     0..6u64
 }
 
-fn op() -> impl Strategy<Value = Op> {
+fn op(keys: Key) -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => key().prop_map(Op::Put),
-        4 => (key(), version()).prop_map(|(k, v)| Op::PutNewer(k, v)),
-        1 => prop::collection::vec(key(), 0..6).prop_map(Op::PutAll),
-        1 => prop::collection::vec((key(), version()), 0..6).prop_map(Op::PutAllNewer),
-        2 => key().prop_map(Op::Delete),
-        2 => key().prop_map(Op::Get),
+        4 => key(keys).prop_map(Op::Put),
+        4 => (key(keys), version()).prop_map(|(k, v)| Op::PutNewer(k, v)),
+        1 => prop::collection::vec(key(keys), 0..6).prop_map(Op::PutAll),
+        1 => prop::collection::vec((key(keys), version()), 0..6).prop_map(Op::PutAllNewer),
+        2 => key(keys).prop_map(Op::Delete),
+        2 => key(keys).prop_map(Op::Get),
         1 => Just(Op::Flush),
     ]
 }
@@ -369,7 +375,7 @@ proptest! {
     /// Every return value and every delivered entry, unbounded, 1 to 3 partitions.
     #[test]
     fn the_map_matches_the_model(
-        ops in prop::collection::vec(op(), 0..80),
+        ops in prop::collection::vec(op(FEW_KEYS), 0..80),
         partitions in 1..=3usize,
         batch_size in batch_size(),
     ) {
@@ -380,11 +386,22 @@ proptest! {
     /// writes are refused.
     #[test]
     fn capacity_matches_the_model(
-        ops in prop::collection::vec(op(), 0..80),
+        ops in prop::collection::vec(op(FEW_KEYS), 0..80),
         capacity in 1..6usize,
         batch_size in batch_size(),
     ) {
         run(ops, 1, batch_size, Some(capacity))?;
+    }
+
+    /// As `the_map_matches_the_model`, over many keys: the tables grow (and are reused
+    /// after each flush at their grown size), so the owner's writes probe by its hints.
+    #[test]
+    fn the_map_matches_the_model_over_many_keys(
+        ops in prop::collection::vec(op(MANY_KEYS), 0..300),
+        partitions in 1..=2usize,
+        batch_size in batch_size(),
+    ) {
+        run(ops, partitions, batch_size, None)?;
     }
 }
 
