@@ -10,8 +10,6 @@
 //! Under loom a side's first table has 2 slots and grows past one key with a value, so the
 //! second insert links the next table (4 slots) and migrates the first one into it. The
 //! models pick the hashes (the store takes the caller's hash as is): `hash(index, tag)`.
-//! Tables of 4 slots or more are probed by the owner's hints (the store's `HINTED_FROM`
-//! under loom), so the owner writes of the models that grow a table use them.
 //!
 //! The protocol under test: a writer loads the generation word, probes the side's tables from
 //! its `current` one; it claims an empty slot with one CAS (then asks `admit`), or locks the
@@ -28,7 +26,7 @@
 //! write in progress) and a second writer (which shares the store for good the same way)
 //! must not overlap them. Models 7 and 8 race an owner write with a sharer and with the
 //! tick, model 9 with the tick after the owner's own growth (its view of the side's current
-//! table); the other models' first writers own their stores too, so their inserts and growth
+//! table), model 10 with the tick that resets a side for reuse; the other models' first writers own their stores too, so their inserts and growth
 //! run as owner writes where the model has one writer.
 //!
 //! Every model checks real outcomes: the write results (`Inserted` / `Replaced` / `Ignored`),
@@ -57,10 +55,9 @@ type Store = Tables<u32, Val>;
 type Out = Vec<Entry<u32, Val>>;
 type Outcome = Result<Written, Refused>;
 
-/// A hash for slot `index` (in every table) with tag `tag` (below 128), which also sets the
-/// top 7 bits, so that keys with different tags have different owner hints too.
+/// A hash for slot `index` (in every table) with tag `tag`.
 fn hash(index: u64, tag: u64) -> u64 {
-    (tag << 57) | (tag << 48) | index
+    (tag << 48) | index
 }
 
 /// The calling model thread's number, as `routing::this_thread` gives the handles: unique per
@@ -561,16 +558,16 @@ fn owner_view_across_growth_and_the_tick() {
     });
 }
 
-/// Model 10, the owner's hints across a side's reuse: the main thread owns the store and
-/// inserts keys 1 and 2 on indexes 0 and 1, so side 0 grows to a 4-slot table, which the
-/// owner probes by its hints. A take drains them (generation 1, side 1). Then a second thread
-/// takes again, resetting side 0's table, its hints included, for generation 2, while the
-/// owner inserts key 3 on index 0 (another tag): by the hints, in generation 1's table, or
-/// in side 0's reset table, where a hint left from key 1 would have sent it past its empty
-/// slot. A third thread then puts key 3 with the general path, which probes from the empty
-/// slot on: it must replace the owner's value, not insert a second copy of the key.
+/// Model 10, an owner insert racing the reuse of a side: the main thread owns the store and
+/// inserts keys 1 and 2 on indexes 0 and 1, so side 0 grows to a 4-slot table. A take drains
+/// them (generation 1, side 1). Then a second thread takes again, resetting side 0's table
+/// (kept at its size) for generation 2, while the owner inserts key 3 on index 0 (another
+/// tag): into generation 1's table, or into the reset table, on the slot key 1 held two
+/// generations before. A third thread then puts key 3 through the general path: it must
+/// replace the owner's value in the same generation, not insert a second copy of the key,
+/// and every value is drained or dropped once.
 #[test]
-fn owner_hints_across_a_side_reset() {
+fn owner_insert_racing_the_reuse_of_a_side() {
     model(None, || {
         let ledger = Ledger::new();
         let store = Arc::new(Store::new());

@@ -55,8 +55,8 @@ enum Op {
 
 /// The few keys most properties use.
 const FEW_KEYS: Key = 12;
-/// Enough keys for a partition's tables to grow past the size from which the owner probes
-/// by its hints in a debug build (2 × 16 slots).
+/// Enough keys for a partition's tables to grow (a table starts with 16 slots and links a
+/// larger one past 12 keys) and be reused at their grown size.
 const MANY_KEYS: Key = 96;
 
 fn key(keys: Key) -> impl Strategy<Value = Key> {
@@ -393,8 +393,8 @@ proptest! {
         run(ops, 1, batch_size, Some(capacity))?;
     }
 
-    /// As `the_map_matches_the_model`, over many keys: the tables grow (and are reused
-    /// after each flush at their grown size), so the owner's writes probe by its hints.
+    /// As `the_map_matches_the_model`, over many keys: the tables grow, migrate their keys,
+    /// and are reused at their grown size after each flush.
     #[test]
     fn the_map_matches_the_model_over_many_keys(
         ops in prop::collection::vec(op(MANY_KEYS), 0..300),

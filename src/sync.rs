@@ -8,7 +8,7 @@
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{
-    atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering},
+    atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering},
     Mutex,
 };
 
@@ -19,7 +19,7 @@ pub(crate) use std::sync::atomic::fence;
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
-    atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering},
+    atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering},
     Mutex,
 };
 

@@ -8,9 +8,8 @@
 //! when the last one fills, each twice the size of the one before; a linked table's keys
 //! *move* into the next one (see *Growth*), and the side's `current` pointer says where
 //! writers start. A table is an array of atomic *state words*, one per slot, beside an array
-//! of the slots' cells (the key with its hash, and the value with its version) and an array
-//! of one-byte owner *hints* (see *Owner hints*), so that a probe reads eight states per
-//! cache line and touches a slot's cells only for its own key.
+//! of the slots' cells (the key with its hash, and the value with its version), so that a
+//! probe reads eight states per cache line and touches a slot's cells only for its own key.
 //!
 //! Every slot's state word:
 //!
@@ -148,39 +147,6 @@
 //! The owner starts its probe from its *view* of the side's current table (see [`View`])
 //! while the generation word is the one it took the view under.
 //!
-//! # Owner hints
-//!
-//! On a large table the state words do not fit the cache, and a probe's load of a state is
-//! an owner insert's one long stall (the M3 bench, a million new keys: 82% of the put's
-//! samples). So each slot also has a one-byte *hint*, in an array of its own (an eighth of
-//! the states' size), which says what the slot held in the table's generation:
-//! [`NO_KEY_YET`] until a key is committed to the slot, then the top 7 bits of that key's
-//! hash with the top bit set ([`hint_of`]). An owner write in a table of [`HINTED_FROM`]
-//! slots or more probes by the hints ([`Tables::write_hinted`]): a slot whose hint is
-//! another key's is passed unread, as it would be once its state was read (it holds that
-//! key for the generation, or has moved it on); a slot hinted `NO_KEY_YET` is empty, or
-//! moved empty if the table is linked (which the insert reads from the link word, as
-//! before), so the insert writes it without reading its state; only a slot with the key's
-//! own hint has its state read.
-//!
-//! The hints are exact for the owner because it is the only thread that commits keys while
-//! the store is owned, and the taker is the only other thread that changes its slots:
-//!
-//! * every commit of a key sets the slot's hint before the slot's release store: in the
-//!   owner's insert (within its owner write), in `write_found` for a claim it keeps, and in a
-//!   migration for a key it places. A refused claim goes back to empty with its hint unset, and a key leaves
-//!   its slot only by a move, which keeps the hint;
-//! * `prepare` resets a reused table's hints with its states, before the Release store of
-//!   the generation word that an owner write loads with Acquire; a new table starts with
-//!   every hint unset;
-//! * a hint is stored while its slot is held, so before the seal of its generation, and the
-//!   reset of that side comes after the seal: no commit's hint lands on a reset table.
-//!
-//! Sharers write hints too (every path sets them), but nobody reads them once a store is
-//! shared: the owner's writes lock their slots from then on. Hints are relaxed atomics: the
-//! orderings above come from the slot, the seal and the generation word. Checked builds
-//! (debug, loom) read the state of every slot hinted `NO_KEY_YET` and assert it is empty.
-//!
 //! # Growth
 //!
 //! A writer whose insert takes a table past three quarters full (the table's counter of
@@ -257,9 +223,7 @@ use crossbeam_utils::CachePadded;
 
 use super::barrier::{self, Light};
 use crate::entry::Entry;
-use crate::sync::{
-    spin_wait, wait_for_holder, AtomicPtr, AtomicU64, AtomicU8, Mutex, Ordering, UnsafeCell,
-};
+use crate::sync::{spin_wait, wait_for_holder, AtomicPtr, AtomicU64, Mutex, Ordering, UnsafeCell};
 
 /// What a write stores.
 #[derive(Debug)]
@@ -345,28 +309,6 @@ fn side_of_stamp(stamp: u64) -> usize {
     side_of(stamp >> STAMP_SHIFT)
 }
 
-/// A slot's hint while no key has been committed to it in its generation (see *Owner
-/// hints*).
-const NO_KEY_YET: u8 = 0;
-
-/// The hint of a slot that holds, or held, a key with `hash`: the top 7 bits of the hash,
-/// with the top bit set so that it is never [`NO_KEY_YET`].
-#[inline(always)]
-fn hint_of(hash: u64) -> u8 {
-    0x80 | (hash >> 57) as u8
-}
-
-/// The smallest table whose owner writes probe by the hints (see *Owner hints*): 2^16
-/// slots, whose states (512 KiB) still fit a core's L2 on the machines of PERFORMANCE.md.
-/// Below it the hint's load costs an overwrite more than it saves (the M1 bench: about 0.5 ns
-/// per put). Checked builds (debug, loom) use the hints from a side's first grown table on,
-/// so that the tests, the models and the fuzzer run both kinds of probe.
-const HINTED_FROM: usize = if cfg!(any(debug_assertions, loom)) {
-    2 * MIN_TABLE
-} else {
-    1 << 16
-};
-
 /// The most keys with a value a table of `len` slots takes before it links the next one.
 #[inline]
 fn grows_past(len: usize) -> u64 {
@@ -402,8 +344,6 @@ struct Table<K, V> {
     states: Box<[AtomicU64]>,
     /// Each slot's cells, at the index of its state.
     cells: Box<[Cells<K, V>]>,
-    /// Each slot's owner hint, at the index of its state: see *Owner hints*.
-    hints: Box<[AtomicU8]>,
     /// Stamp | `LOCKED` (linking) / `KEYED` (linked) / `MOVED` (migrated) / `SEALED`.
     link: AtomicU64,
     /// The next table of the chain, set (with `link` locked) before `link` says linked.
@@ -426,7 +366,6 @@ impl<K, V> Table<K, V> {
                 key: UnsafeCell::new(MaybeUninit::uninit()),
                 record: UnsafeCell::new(MaybeUninit::uninit()),
             }),
-            hints: table_array(len, || AtomicU8::new(NO_KEY_YET)),
             link: AtomicU64::new(stamp),
             next: AtomicPtr::new(ptr::null_mut()),
             live: CachePadded::new(AtomicU64::new(0)),
@@ -515,13 +454,11 @@ struct OwnerLine<K, V> {
 /// one: a probe reaches a slot with one load, not three (the table's array pointer and
 /// length, then the slot).
 ///
-/// Invariant: `states`, `cells` and `hints` are the arrays of `table`, of `mask + 1`
-/// elements each.
+/// Invariant: `states` and `cells` are the arrays of `table`, of `mask + 1` elements each.
 struct Slots<'a, K, V> {
     table: &'a Table<K, V>,
     states: *const AtomicU64,
     cells: *const Cells<K, V>,
-    hints: *const AtomicU8,
     mask: usize,
 }
 
@@ -541,7 +478,6 @@ impl<'a, K, V> Slots<'a, K, V> {
             table,
             states: table.states.as_ptr(),
             cells: table.cells.as_ptr(),
-            hints: table.hints.as_ptr(),
             mask: table.states.len() - 1,
         }
     }
@@ -560,13 +496,6 @@ impl<'a, K, V> Slots<'a, K, V> {
     fn cells(&self, index: usize) -> &'a Cells<K, V> {
         // SAFETY: as in `state`, for `cells`.
         unsafe { &*self.cells.add(index & self.mask) }
-    }
-
-    /// The hint of slot `index & mask`.
-    #[inline(always)]
-    fn hint(&self, index: usize) -> &'a AtomicU8 {
-        // SAFETY: as in `state`, for `hints`.
-        unsafe { &*self.hints.add(index & self.mask) }
     }
 
     /// The number of slots.
@@ -596,7 +525,6 @@ struct View<K, V> {
     table: *const Table<K, V>,
     states: *const AtomicU64,
     cells: *const Cells<K, V>,
-    hints: *const AtomicU8,
     mask: usize,
 }
 
@@ -695,9 +623,9 @@ impl Drop for OwnerWrite<'_> {
     }
 }
 
-/// A slot claimed for a moved key (see [`Tables::place`]): the claim, the slot's cells, its
-/// hint and the table that holds it.
-type Placed<'a, K, V> = (Held<'a>, &'a Cells<K, V>, &'a AtomicU8, &'a Table<K, V>);
+/// A slot claimed for a moved key (see [`Tables::place`]): the claim, the slot's cells and
+/// the table that holds it.
+type Placed<'a, K, V> = (Held<'a>, &'a Cells<K, V>, &'a Table<K, V>);
 
 /// A slot found by [`Tables::find`], held by the caller.
 enum Found<'a, K, V> {
@@ -706,8 +634,6 @@ enum Found<'a, K, V> {
     Claimed {
         held: Held<'a>,
         cells: &'a Cells<K, V>,
-        /// The slot's hint, for the caller to set before it releases the slot keyed.
-        hint: &'a AtomicU8,
         table: &'a Table<K, V>,
     },
     /// The key's slot, locked; `state` is its unlocked state (`KEYED`, maybe `VALUE`).
@@ -770,7 +696,6 @@ impl<K: Eq, V> Tables<K, V> {
                     table: ptr::null(),
                     states: ptr::null(),
                     cells: ptr::null(),
-                    hints: ptr::null(),
                     mask: 0,
                 }),
             }),
@@ -849,7 +774,6 @@ impl<K: Eq, V> Tables<K, V> {
             // The arrays of that table, and their length less one: `Slots`' invariant.
             states: view.states,
             cells: view.cells,
-            hints: view.hints,
             mask: view.mask,
         }
     }
@@ -865,7 +789,6 @@ impl<K: Eq, V> Tables<K, V> {
             table: slots.table,
             states: slots.states,
             cells: slots.cells,
-            hints: slots.hints,
             mask: slots.mask,
         };
         // SAFETY: as in `owner_slots`.
@@ -895,20 +818,12 @@ impl<K: Eq, V> Tables<K, V> {
     ) -> Result<Written, (Refused, K, V)> {
         match self.find(hash, &key, true) {
             None => Err((Refused::Closed, key, value)),
-            Some(Found::Claimed {
-                held,
-                cells,
-                hint,
-                table,
-            }) => {
+            Some(Found::Claimed { held, cells, table }) => {
                 if !admit() {
                     // `held` reverts the claim to empty.
                     return Err((Refused::Full, key, value));
                 }
                 let keyed = (held.restore & !TAG_MASK) | (hash >> TAG_SHIFT) | KEYED | VALUE;
-                // Relaxed: read by this thread's owner writes only (see *Owner hints*); set
-                // while the claim is held, so before the seal that precedes a reset.
-                hint.store(hint_of(hash), Ordering::Relaxed);
                 let record = Record {
                     value,
                     version,
@@ -1147,19 +1062,7 @@ impl<K: Eq, V> Tables<K, V> {
         } else {
             self.current_slots(word)
         };
-        if OWNED && slots.len() >= HINTED_FROM {
-            return self.write_hinted(
-                owner_write,
-                slots,
-                stamp,
-                hash,
-                key,
-                value,
-                version,
-                newer,
-                admit,
-            );
-        }
+        let table = slots.table;
         let mut index = hash as usize;
         let mut left = slots.len();
         while left != 0 {
@@ -1169,17 +1072,44 @@ impl<K: Eq, V> Tables<K, V> {
             let state = word.load(Ordering::Acquire);
             if state != stored {
                 if OWNED && state == stamp {
-                    return self.insert_owned(
-                        owner_write,
-                        slots,
-                        index,
-                        stamp,
-                        hash,
-                        key,
-                        value,
-                        version,
-                        admit,
-                    );
+                    // Acquire: as in `probe`. An owner write sees the generation stay (the
+                    // taker waits for it before sealing) and no other writer, so a table
+                    // found unlinked stays unlinked until this insert is done.
+                    if table.link.load(Ordering::Acquire) != stamp {
+                        return Fast::General(key, value);
+                    }
+                    if !admit() {
+                        return Fast::Full(key, value);
+                    }
+                    let cells = slots.cells(index);
+                    // SAFETY: this thread is the owner in an owner write: no other thread
+                    // touches the slot (see *Owner writes*); both cells of an empty slot are
+                    // uninitialized, so nothing is overwritten without being dropped.
+                    unsafe {
+                        cells.key.with_mut(|cell| (*cell).write(Key { hash, key }));
+                        cells.record.with_mut(|cell| {
+                            (*cell).write(Record {
+                                value,
+                                version,
+                                updates: 0,
+                            })
+                        });
+                    }
+                    // Relaxed (both): a count, stored by the owner alone while it owns the
+                    // store (a sharer's later RMWs are ordered after its owner writes).
+                    let live = table.live.load(Ordering::Relaxed) + 1;
+                    table.live.store(live, Ordering::Relaxed);
+                    // Release: pairs with the Acquire CAS of whoever takes the slot next (the
+                    // taker's seal, a migrator, a later writer), publishing the cells.
+                    word.store(stored, Ordering::Release);
+                    drop(owner_write);
+                    if live > grows_past(slots.len()) {
+                        // Outside the owner write: a migration may take long, and the taker
+                        // must not wait for it. It advances `current` (see `View`).
+                        self.forget_view();
+                        self.grow(table, stamp);
+                    }
+                    return Fast::Written(Written::Inserted);
                 }
                 // Only a slot keyed with another key (unlocked, of this generation, with
                 // another tag) is passed, as `probe` passes it.
@@ -1229,154 +1159,6 @@ impl<K: Eq, V> Tables<K, V> {
             return Fast::Written(settle(replaced));
         }
         Fast::General(key, value)
-    }
-
-    /// [`Tables::write_fast`] for the owner in a table of [`HINTED_FROM`] slots or more:
-    /// the same probe, by the hints (see *Owner hints*). A slot whose hint is another key's
-    /// is passed without reading its state, and one whose hint says it never had a key is
-    /// empty, or moved empty in a linked table, without reading its state either: those
-    /// loads miss the cache on a large table. Out of line: a large table's write misses the
-    /// cache anyway, and the small tables' overwrite stays small.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(never)]
-    fn write_hinted(
-        &self,
-        owner_write: Option<OwnerWrite<'_>>,
-        slots: Slots<'_, K, V>,
-        stamp: u64,
-        hash: u64,
-        key: K,
-        value: V,
-        version: u64,
-        newer: bool,
-        admit: &mut impl FnMut() -> bool,
-    ) -> Fast<K, V> {
-        let tag = hash >> TAG_SHIFT;
-        let stored = stamp | KEYED | VALUE | tag;
-        let hint = hint_of(hash);
-        for step in 0..slots.len() {
-            let index = (hash as usize).wrapping_add(step);
-            // Relaxed: an owner write reads hints that this thread stored, or that the taker
-            // reset before its Release store of the generation word, which this write loaded
-            // with Acquire (see *Owner hints*).
-            let seen = slots.hint(index).load(Ordering::Relaxed);
-            if seen == NO_KEY_YET {
-                if cfg!(any(debug_assertions, loom)) {
-                    // Relaxed: as for the hint.
-                    let state = slots.state(index).load(Ordering::Relaxed);
-                    assert!(
-                        state == stamp || state == stamp | MOVED,
-                        "a slot hinted keyless holds a key"
-                    );
-                }
-                return self.insert_owned(
-                    owner_write,
-                    slots,
-                    index,
-                    stamp,
-                    hash,
-                    key,
-                    value,
-                    version,
-                    admit,
-                );
-            }
-            if seen == hint {
-                // Acquire: as in `probe`.
-                let state = slots.state(index).load(Ordering::Acquire);
-                if state == stored {
-                    let cells = slots.cells(index);
-                    // SAFETY: this thread is the owner in an owner write (no other thread
-                    // touches a slot's cells meanwhile: see *Owner writes*); the key cell is
-                    // initialized (`KEYED`). A panic in `eq` ends the owner write
-                    // (`owner_write`).
-                    let same = unsafe {
-                        cells
-                            .key
-                            .with_mut(|cell| (*cell).assume_init_ref().key == key)
-                    };
-                    if same {
-                        // SAFETY: as for the key; the value cell is initialized (`VALUE`).
-                        let replaced = unsafe { replace_record(cells, value, version, newer) };
-                        drop(owner_write);
-                        // As in `write_fast`.
-                        drop(key);
-                        return Fast::Written(settle(replaced));
-                    }
-                } else if state & !(VALUE | TAG_MASK) != stamp | KEYED || state & TAG_MASK == tag {
-                    // As in `write_fast`: only a slot keyed with another key is passed.
-                    return Fast::General(key, value);
-                }
-            }
-            // Otherwise another key's slot (or a moved one, in a linked table, where this
-            // write inserts nothing): passed, as `write_fast` passes it.
-        }
-        Fast::General(key, value)
-    }
-
-    /// The owner's insert into the empty slot `index` of `slots`, in an owner write of the
-    /// generation with `stamp`, unless the table is linked (the general path then moves the
-    /// slot and goes on) or `admit` refuses. Grows the table, after the owner write, if the
-    /// insert took it past [`grows_past`].
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn insert_owned(
-        &self,
-        owner_write: Option<OwnerWrite<'_>>,
-        slots: Slots<'_, K, V>,
-        index: usize,
-        stamp: u64,
-        hash: u64,
-        key: K,
-        value: V,
-        version: u64,
-        admit: &mut impl FnMut() -> bool,
-    ) -> Fast<K, V> {
-        let table = slots.table;
-        // Acquire: as in `probe`. An owner write sees the generation stay (the taker waits
-        // for it before sealing) and no other writer, so a table found unlinked stays
-        // unlinked until this insert is done.
-        if table.link.load(Ordering::Acquire) != stamp {
-            return Fast::General(key, value);
-        }
-        if !admit() {
-            return Fast::Full(key, value);
-        }
-        let cells = slots.cells(index);
-        // SAFETY: this thread is the owner in an owner write: no other thread touches the
-        // slot (see *Owner writes*); the slot is empty (the caller read its state, or its
-        // hint in a table that is not linked: see *Owner hints*), so both cells are
-        // uninitialized and nothing is overwritten without being dropped.
-        unsafe {
-            cells.key.with_mut(|cell| (*cell).write(Key { hash, key }));
-            cells.record.with_mut(|cell| {
-                (*cell).write(Record {
-                    value,
-                    version,
-                    updates: 0,
-                })
-            });
-        }
-        // Relaxed (both): a count, stored by the owner alone while it owns the store (a
-        // sharer's later RMWs are ordered after its owner writes).
-        let live = table.live.load(Ordering::Relaxed) + 1;
-        table.live.store(live, Ordering::Relaxed);
-        // Relaxed: read by this thread's owner writes only (see *Owner hints*).
-        slots.hint(index).store(hint_of(hash), Ordering::Relaxed);
-        // Release: pairs with the Acquire CAS of whoever takes the slot next (the taker's
-        // seal, a migrator, a later writer), publishing the cells.
-        slots.state(index).store(
-            stamp | KEYED | VALUE | (hash >> TAG_SHIFT),
-            Ordering::Release,
-        );
-        drop(owner_write);
-        if live > grows_past(slots.len()) {
-            // Outside the owner write: a migration may take long, and the taker must not
-            // wait for it. It advances `current` (see `View`).
-            self.forget_view();
-            self.grow(table, stamp);
-        }
-        Fast::Written(Written::Inserted)
     }
 
     /// Gives the held slot its first value of the generation, and its key when `key` is
@@ -1608,11 +1390,6 @@ impl<K: Eq, V> Tables<K, V> {
             // this taker's store of the current one.
             for state in kept.states.iter() {
                 state.store(stamp, Ordering::Release);
-            }
-            // Relaxed: read only by owner writes of the new generation, which load the
-            // generation word (Acquire) after the taker's Release store of it.
-            for hint in kept.hints.iter() {
-                hint.store(NO_KEY_YET, Ordering::Relaxed);
             }
             kept.next.store(ptr::null_mut(), Ordering::Release);
             kept.link.store(stamp, Ordering::Release);
@@ -1884,7 +1661,7 @@ impl<K: Eq, V> Tables<K, V> {
                     // SAFETY: this thread holds the slot and its key cell is initialized
                     // (`KEYED`).
                     let hash = unsafe { cells.key.with_mut(|cell| (*cell).assume_init_ref().hash) };
-                    let Some((placed, into, hint, landed)) = self.place(to, hash, stamp) else {
+                    let Some((placed, into, landed)) = self.place(to, hash, stamp) else {
                         // The generation ended: `held` releases the slot unchanged.
                         break 'slots false;
                     };
@@ -1918,8 +1695,6 @@ impl<K: Eq, V> Tables<K, V> {
                             landed.live.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    // Relaxed: as in `write_found`.
-                    hint.store(hint_of(hash), Ordering::Relaxed);
                     // The new slot first: a writer that finds the old one moved must find the
                     // key in the new table.
                     placed.release(stamp | (current & (TAG_MASK | KEYED | VALUE)));
@@ -1960,12 +1735,9 @@ impl<K: Eq, V> Tables<K, V> {
             // SAFETY: a linked `next` lives until `Drop`.
             let current = unsafe { &*table };
             match probe::<K, V, K>(current, stamp, hash, None, true) {
-                Step::Found(Found::Claimed {
-                    held,
-                    cells,
-                    hint,
-                    table,
-                }) => return Some((held, cells, hint, table)),
+                Step::Found(Found::Claimed { held, cells, table }) => {
+                    return Some((held, cells, table))
+                }
                 Step::Restart => return None,
                 Step::Found(Found::Keyed { .. }) | Step::Absent => {
                     unreachable!("a probe without a key finds no key")
@@ -2113,7 +1885,6 @@ where
                         restore: state,
                     },
                     cells: &table.cells[index],
-                    hint: &table.hints[index],
                     table,
                 });
             }
@@ -2573,40 +2344,6 @@ mod tests {
         (tables, current_at)
     }
 
-    /// The owner's hints stay right after an insert made by the general path: in a table
-    /// probed by the hints, the owner deletes key 1, then puts key 2 on the same index with
-    /// the same tag, which its hinted probe leaves to the general path (a slot of its tag
-    /// without a value), which claims the next slot. Key 3, on that next slot with another
-    /// hint, must then pass it by its hint: a hint left saying "no key yet" fails the checked
-    /// build's assertion there.
-    #[test]
-    fn owner_hints_follow_general_path_inserts() {
-        let t = Tables::new();
-        for i in 0..13 {
-            let h = hash(16 + i, 100 + i);
-            assert_eq!(
-                t.write(me(), h, 1000 + i, Write::Put(i), || true),
-                Ok(Written::Inserted)
-            );
-        }
-        let (tables, current_at) = chain(&t);
-        assert!(tables[current_at].0 >= HINTED_FROM, "{tables:?}");
-        // Tags whose top bits differ: different hints.
-        let (h_12, h_3) = (hash(0, 7 << 9), hash(1, 9 << 9));
-        assert_ne!(hint_of(h_12), hint_of(h_3));
-        let put = |h, key, value| t.write(me(), h, key, Write::Put(value), || true);
-        assert_eq!(put(h_12, 1, 1), Ok(Written::Inserted));
-        assert_eq!(t.delete(me(), h_12, &1), Some(1));
-        assert_eq!(put(h_12, 2, 2), Ok(Written::Inserted));
-        assert_eq!(put(h_3, 3, 3), Ok(Written::Inserted));
-        assert_eq!(put(h_12, 2, 20), Ok(Written::Replaced));
-        assert_eq!(put(h_3, 3, 30), Ok(Written::Replaced));
-        let mut expected: Vec<_> = (0..13).map(|i| entry(1000 + i, i, 0, 0)).collect();
-        expected.extend([entry(2, 20, 0, 0), entry(3, 30, 0, 0)]);
-        expected.sort_by_key(|e| e.key);
-        assert_eq!(drained(&t), expected);
-    }
-
     #[test]
     fn growth_moves_every_key_into_the_newest_table() {
         let n: u64 = if cfg!(miri) { 50 } else { 100_000 };
@@ -2632,6 +2369,39 @@ mod tests {
             .iter()
             .enumerate()
             .all(|(i, e)| e.key == i as u64 && e.value == e.key));
+    }
+
+    /// A probe from the largest hash runs past the end of `usize` and on from slot 0: the
+    /// owner's overwrite and the shared one both pass keys of the same hash there.
+    #[test]
+    fn probes_from_the_largest_hash_wrap_around() {
+        let t = Tables::new();
+        let h = u64::MAX;
+        for k in 0..20 {
+            assert_eq!(
+                t.write(me(), h, k, Write::Put(k), || true),
+                Ok(Written::Inserted)
+            );
+        }
+        for k in 0..20 {
+            assert_eq!(
+                t.write(me(), h, k, Write::Put(k + 100), || true),
+                Ok(Written::Replaced)
+            );
+        }
+        let shared = std::thread::scope(|s| {
+            s.spawn(|| t.write(me(), h, 19, Write::Put(200), || true))
+                .join()
+                .expect("sharer")
+        });
+        assert_eq!(shared, Ok(Written::Replaced));
+        assert_eq!(
+            t.write(me(), h, 18, Write::Put(300), || true),
+            Ok(Written::Replaced)
+        );
+        let mut expected: Vec<_> = (0..18).map(|k| entry(k, k + 100, 0, 0)).collect();
+        expected.extend([entry(18, 300, 0, 0), entry(19, 200, 0, 0)]);
+        assert_eq!(drained(&t), expected);
     }
 
     #[test]
