@@ -336,7 +336,7 @@ fn put_hot_2threads(c: &mut Criterion) {
         bench_chunks(g, GROUP_HOT_2, &id, items, || {
             let timed = two_writers(HOT_PER_THREAD, |_, i| map.put(hot(i), i).unwrap());
             map.flush().unwrap();
-            settle::after_flush();
+            settle::after_flush_of_two();
             timed
         });
         map.stop().unwrap();
@@ -553,7 +553,7 @@ fn put_hot_2threads_interleaved(c: &mut Criterion) {
     let tidefall = |map: &HashMap<u64, u64>| {
         let timed = two_writers(HOT_PER_THREAD, |_, i| map.put(hot(i), i).unwrap());
         map.flush().unwrap();
-        settle::after_flush();
+        settle::after_flush_of_two();
         timed
     };
     let contestants: Vec<Contestant<'_>> = vec![

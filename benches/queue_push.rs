@@ -436,7 +436,7 @@ fn push_2threads(c: &mut Criterion) {
                 bench_chunks(&mut group, GROUP_2THREADS, &id, 2 * PER_THREAD, || {
                     let timed = chunk();
                     queue.flush().unwrap();
-                    settle::after_flush();
+                    settle::after_flush_of_two();
                     timed
                 });
             },
@@ -834,7 +834,7 @@ fn push_2threads_interleaved(c: &mut Criterion) {
                                 Contestant::new("tidefall_2p", 2 * PER_THREAD, || {
                                     let timed = two_chunk();
                                     two.flush().unwrap();
-                                    settle::after_flush();
+                                    settle::after_flush_of_two();
                                     timed
                                 }),
                                 Contestant::new("tidefall_1thread", PER_THREAD, || {

@@ -22,3 +22,21 @@ const SETTLE: Duration = Duration::from_micros(200);
 pub fn after_flush() {
     thread::sleep(SETTLE);
 }
+
+/// How long [`after_flush_of_two`] waits: twice the longest burst of the pool's activity
+/// after a flush that `perf sched timehist` showed in the Q2 rounds on this guest
+/// (PERFORMANCE.md, "The settle before a two-writer chunk").
+const SETTLE_TWO: Duration = Duration::from_millis(1);
+
+/// [`after_flush`] before a chunk of two writer threads.
+///
+/// One writer leaves the pool a vCPU of this 2-vCPU guest; two writers take both, so
+/// whatever the pool still runs after the flush runs on their time. And the pool's two
+/// workers then alternate their idle spins on one vCPU, each `sched_yield` handing it to the
+/// other, which stretches the spin: in a `perf sched timehist` of the Q2 rounds the pool's
+/// bursts of activity around a flush lasted 71 µs at the median, 261 µs at p90 and 496 µs at
+/// most. With [`after_flush`]'s 200 µs, Q2's warm two-producer chunks ran at 2.77–2.96 ns
+/// per item; with 1 ms or 2 ms, at 2.18–2.26, as fast as the chunks that follow the peers'.
+pub fn after_flush_of_two() {
+    thread::sleep(SETTLE_TWO);
+}
