@@ -38,7 +38,7 @@ const SETTLE_TWO: Duration = Duration::from_millis(2);
 /// other, which stretches the spin: in a `perf sched timehist` of the Q2 rounds the pool's
 /// bursts of activity around a flush lasted 71 µs at the median, 261 µs at p90 and 496 µs at
 /// most. With [`after_flush`]'s 200 µs, Q2's warm two-producer chunks ran at 2.77–2.96 ns
-/// per item in the rounds; with 2 ms, at 2.18–2.26 in three runs out of three (with 1 ms,
+/// per item in the rounds; with 2 ms, at 2.15–2.26 in four runs out of four (with 1 ms,
 /// in three out of five).
 pub fn after_flush_of_two() {
     thread::sleep(SETTLE_TWO);
