@@ -26,8 +26,9 @@
 //! write in progress) and a second writer (which shares the store for good the same way)
 //! must not overlap them. Models 7 and 8 race an owner write with a sharer and with the
 //! tick, model 9 with the tick after the owner's own growth (its view of the side's current
-//! table), model 10 with the tick that resets a side for reuse; the other models' first writers own their stores too, so their inserts and growth
-//! run as owner writes where the model has one writer.
+//! table), model 10 with the tick that resets a side for reuse; the other models' first
+//! writers own their stores too, so their inserts and growth run as owner writes where the
+//! model has one writer.
 //!
 //! Every model checks real outcomes: the write results (`Inserted` / `Replaced` / `Ignored`),
 //! the exact drained entries (key, value, version, `updates`), that a key is drained once

@@ -2099,7 +2099,17 @@ mod tests {
     }
 
     fn put(t: &Tables<u64, u64>, key: u64, value: u64) -> Result<Written, (Refused, u64, u64)> {
-        t.write(me(), spread(key), key, Write::Put(value), || true)
+        put_at(t, spread(key), key, value)
+    }
+
+    /// `put` with the hash `h` instead of the key's own spread.
+    fn put_at(
+        t: &Tables<u64, u64>,
+        h: u64,
+        key: u64,
+        value: u64,
+    ) -> Result<Written, (Refused, u64, u64)> {
+        t.write(me(), h, key, Write::Put(value), || true)
     }
 
     fn newer(
@@ -2256,16 +2266,10 @@ mod tests {
         // Same index and tag: the keys are told apart by `Eq` only.
         let h = hash(1, 7);
         for k in 0..3 {
-            assert_eq!(
-                t.write(me(), h, k, Write::Put(k), || true),
-                Ok(Written::Inserted)
-            );
+            assert_eq!(put_at(&t, h, k, k), Ok(Written::Inserted));
         }
         for k in 0..3 {
-            assert_eq!(
-                t.write(me(), h, k, Write::Put(k + 10), || true),
-                Ok(Written::Replaced)
-            );
+            assert_eq!(put_at(&t, h, k, k + 10), Ok(Written::Replaced));
             assert_eq!(t.get(me(), h, &k), Some(k + 10));
         }
         assert!(t.delete(me(), h, &1).is_some());
@@ -2378,27 +2382,15 @@ mod tests {
         let t = Tables::new();
         let h = u64::MAX;
         for k in 0..20 {
-            assert_eq!(
-                t.write(me(), h, k, Write::Put(k), || true),
-                Ok(Written::Inserted)
-            );
+            assert_eq!(put_at(&t, h, k, k), Ok(Written::Inserted));
         }
         for k in 0..20 {
-            assert_eq!(
-                t.write(me(), h, k, Write::Put(k + 100), || true),
-                Ok(Written::Replaced)
-            );
+            assert_eq!(put_at(&t, h, k, k + 100), Ok(Written::Replaced));
         }
-        let shared = std::thread::scope(|s| {
-            s.spawn(|| t.write(me(), h, 19, Write::Put(200), || true))
-                .join()
-                .expect("sharer")
-        });
+        let shared =
+            std::thread::scope(|s| s.spawn(|| put_at(&t, h, 19, 200)).join().expect("sharer"));
         assert_eq!(shared, Ok(Written::Replaced));
-        assert_eq!(
-            t.write(me(), h, 18, Write::Put(300), || true),
-            Ok(Written::Replaced)
-        );
+        assert_eq!(put_at(&t, h, 18, 300), Ok(Written::Replaced));
         let mut expected: Vec<_> = (0..18).map(|k| entry(k, k + 100, 0, 0)).collect();
         expected.extend([entry(18, 300, 0, 0), entry(19, 200, 0, 0)]);
         assert_eq!(drained(&t), expected);
@@ -2412,16 +2404,10 @@ mod tests {
         let t = Tables::new();
         let h = hash(5, 5);
         for k in 0..n {
-            assert_eq!(
-                t.write(me(), h, k, Write::Put(k), || true),
-                Ok(Written::Inserted)
-            );
+            assert_eq!(put_at(&t, h, k, k), Ok(Written::Inserted));
         }
         for k in 0..n {
-            assert_eq!(
-                t.write(me(), h, k, Write::Put(k + 1), || true),
-                Ok(Written::Replaced)
-            );
+            assert_eq!(put_at(&t, h, k, k + 1), Ok(Written::Replaced));
         }
         assert!(t.delete(me(), h, &0).is_some());
         assert_eq!(t.get(me(), h, &1), Some(2));
