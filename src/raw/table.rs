@@ -340,10 +340,19 @@ struct Cells<K, V> {
 
 /// One open-addressing table of a side's chain.
 struct Table<K, V> {
-    /// Stamp | flags | tag of each slot: see the module docs. A power of two of them.
-    states: Box<[AtomicU64]>,
-    /// Each slot's cells, at the index of its state.
-    cells: Box<[Cells<K, V>]>,
+    /// The table's two arrays, by the address of their first element, and their length
+    /// less one (a power of two less one): [`Table::states`] (the stamp, flags and tag of
+    /// each slot: see the module docs) and [`Table::cells`] (each slot's cells, at the
+    /// index of its state). Raw, not boxed, so that the fast path reaches a slot with loads
+    /// from the table's first line alone, and no write copies the arrays' addresses out of
+    /// the table onto its stack (PERFORMANCE.md, "The owner's view"); pointers taken from a
+    /// `Box` would not stay valid across a move of the box.
+    ///
+    /// Invariant: `states_at` and `cells_at` come from `Box::into_raw` of boxed slices of
+    /// `mask + 1` elements each, owned by the table and freed in its `Drop`.
+    states_at: *mut AtomicU64,
+    cells_at: *mut Cells<K, V>,
+    mask: usize,
     /// Stamp | `LOCKED` (linking) / `KEYED` (linked) / `MOVED` (migrated) / `SEALED`.
     link: AtomicU64,
     /// The next table of the chain, set (with `link` locked) before `link` says linked.
@@ -360,16 +369,74 @@ impl<K, V> Table<K, V> {
             len.is_power_of_two(),
             "table length {len} is not a power of two"
         );
+        let states = table_array(len, || AtomicU64::new(stamp));
+        let cells: Box<[Cells<K, V>]> = table_array(len, || Cells {
+            key: UnsafeCell::new(MaybeUninit::uninit()),
+            record: UnsafeCell::new(MaybeUninit::uninit()),
+        });
         Box::new(Table {
-            states: table_array(len, || AtomicU64::new(stamp)),
-            cells: table_array(len, || Cells {
-                key: UnsafeCell::new(MaybeUninit::uninit()),
-                record: UnsafeCell::new(MaybeUninit::uninit()),
-            }),
+            states_at: Box::into_raw(states).cast(),
+            cells_at: Box::into_raw(cells).cast(),
+            mask: len - 1,
             link: AtomicU64::new(stamp),
             next: AtomicPtr::new(ptr::null_mut()),
             live: CachePadded::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Every slot's state word.
+    fn states(&self) -> &[AtomicU64] {
+        // SAFETY: `states_at` is the start of a live array of `mask + 1` elements, owned by
+        // the table (the invariant), so it lives as long as the borrow of the table.
+        unsafe { core::slice::from_raw_parts(self.states_at, self.len()) }
+    }
+
+    /// Every slot's cells.
+    fn cells(&self) -> &[Cells<K, V>] {
+        // SAFETY: as in `states`, for `cells_at`.
+        unsafe { core::slice::from_raw_parts(self.cells_at, self.len()) }
+    }
+
+    /// The state word of slot `index & mask`.
+    #[inline(always)]
+    fn state_at(&self, index: usize) -> &AtomicU64 {
+        // Unchecked: the bounds checks are measurable on the overwrite (M1: 12.8 ns per put
+        // with them, 11.7 without). SAFETY: `index & mask` is below the length of the array
+        // at `states_at` (the invariant), which lives as long as the table.
+        unsafe { &*self.states_at.add(index & self.mask) }
+    }
+
+    /// The cells of slot `index & mask`.
+    #[inline(always)]
+    fn cells_at(&self, index: usize) -> &Cells<K, V> {
+        // SAFETY: as in `state_at`, for `cells_at`.
+        unsafe { &*self.cells_at.add(index & self.mask) }
+    }
+
+    /// The number of slots.
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.mask + 1
+    }
+}
+
+impl<K, V> Drop for Table<K, V> {
+    /// Frees the arrays; the cells' contents are the chain's owner's to drop (see
+    /// `Tables`' `Drop`), and a `MaybeUninit` cell drops nothing.
+    fn drop(&mut self) {
+        let len = self.len();
+        // SAFETY: both pointers came from `Box::into_raw` of slices of `len` elements (the
+        // invariant) and are freed only here, once.
+        unsafe {
+            drop(Box::from_raw(ptr::slice_from_raw_parts_mut(
+                self.states_at,
+                len,
+            )));
+            drop(Box::from_raw(ptr::slice_from_raw_parts_mut(
+                self.cells_at,
+                len,
+            )));
+        }
     }
 }
 
@@ -450,66 +517,13 @@ struct OwnerLine<K, V> {
     view: UnsafeCell<View<K, V>>,
 }
 
-/// A table of a side's chain, with the addresses of its two arrays and their length less
-/// one: a probe reaches a slot with one load, not three (the table's array pointer and
-/// length, then the slot).
-///
-/// Invariant: `states` and `cells` are the arrays of `table`, of `mask + 1` elements each.
-struct Slots<'a, K, V> {
-    table: &'a Table<K, V>,
-    states: *const AtomicU64,
-    cells: *const Cells<K, V>,
-    mask: usize,
-}
-
-impl<K, V> Clone for Slots<'_, K, V> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<K, V> Copy for Slots<'_, K, V> {}
-
-impl<'a, K, V> Slots<'a, K, V> {
-    /// `table`'s slots.
-    #[inline(always)]
-    fn of(table: &'a Table<K, V>) -> Self {
-        Slots {
-            table,
-            states: table.states.as_ptr(),
-            cells: table.cells.as_ptr(),
-            mask: table.states.len() - 1,
-        }
-    }
-
-    /// The state word of slot `index & mask`.
-    #[inline(always)]
-    fn state(&self, index: usize) -> &'a AtomicU64 {
-        // Unchecked: the bounds checks are measurable on the overwrite (M1: 12.8 ns per put
-        // with them, 11.7 without). SAFETY: `index & mask` is below the length of `states`
-        // (the invariant), an array that lives as long as `table`, so for `'a`.
-        unsafe { &*self.states.add(index & self.mask) }
-    }
-
-    /// The cells of slot `index & mask`.
-    #[inline(always)]
-    fn cells(&self, index: usize) -> &'a Cells<K, V> {
-        // SAFETY: as in `state`, for `cells`.
-        unsafe { &*self.cells.add(index & self.mask) }
-    }
-
-    /// The number of slots.
-    #[inline(always)]
-    fn len(&self) -> usize {
-        self.mask + 1
-    }
-}
-
 /// The side's current table as the owner last loaded it, and the generation word it loaded
 /// it under. An owner write that loads the same word starts from the view instead of
-/// loading `current`, the table's arrays and their length: dependent loads off the chain
-/// that leads a write to its slot (the M1 bench's put: 6.5–7.0 ns to 6.2–6.6, p10; see
-/// PERFORMANCE.md, run L, "What this session's changes bought").
+/// loading `current`: a dependent load off the chain that leads a write to its slot (the
+/// M1 bench's put: 6.5–7.0 ns to 6.2–6.6, p10; see PERFORMANCE.md, run L, "What this
+/// session's changes bought"). The view is the table's address alone: a view that also
+/// held the arrays' addresses and length was copied to the stack by every owner write
+/// (PERFORMANCE.md, "The owner's view").
 ///
 /// The view's table is at or before the side's `current` in the chain: `current` only
 /// advances within a generation. So starting from it is what a writer that loaded
@@ -520,12 +534,9 @@ impl<'a, K, V> Slots<'a, K, V> {
 struct View<K, V> {
     /// The generation word the view was taken under, or [`NO_VIEW`].
     word: u64,
-    /// `Slots` of a table of this store, whose lifetime the view cannot name; meaningful
-    /// only when `word` is not `NO_VIEW`.
+    /// A table of this store, whose lifetime the view cannot name; meaningful only when
+    /// `word` is not `NO_VIEW`.
     table: *const Table<K, V>,
-    states: *const AtomicU64,
-    cells: *const Cells<K, V>,
-    mask: usize,
 }
 
 impl<K, V> Clone for View<K, V> {
@@ -694,9 +705,6 @@ impl<K: Eq, V> Tables<K, V> {
                 view: UnsafeCell::new(View {
                     word: NO_VIEW,
                     table: ptr::null(),
-                    states: ptr::null(),
-                    cells: ptr::null(),
-                    mask: 0,
                 }),
             }),
             sides: [side(0), side(1)],
@@ -748,17 +756,17 @@ impl<K: Eq, V> Tables<K, V> {
 
     /// The side's current table for the generation `word`.
     #[inline(always)]
-    fn current_slots(&self, word: u64) -> Slots<'_, K, V> {
+    fn current_table(&self, word: u64) -> &Table<K, V> {
         // Acquire: as in `find`.
         let table = self.sides[side_of(word)].current.load(Ordering::Acquire);
         // SAFETY: as in `find`: tables are freed only in `Drop`.
-        Slots::of(unsafe { &*table })
+        unsafe { &*table }
     }
 
-    /// [`Tables::current_slots`] for the owner, from its view if the view was taken under
+    /// [`Tables::current_table`] for the owner, from its view if the view was taken under
     /// `word`; otherwise loaded and kept in the view. Called only by the owner's thread.
     #[inline(always)]
-    fn owner_slots(&self, word: u64) -> Slots<'_, K, V> {
+    fn owner_table(&self, word: u64) -> &Table<K, V> {
         // SAFETY: the view is touched only by the store's owner thread (the one thread whose
         // number `access` found in `owner`, which never changes to another thread's), in
         // this function, `remember_view` and `forget_view`, each of which copies it in or
@@ -767,40 +775,28 @@ impl<K: Eq, V> Tables<K, V> {
         if view.word != word {
             return self.remember_view(word);
         }
-        Slots {
-            // SAFETY: the view holds the `Slots` of a table of this store (`remember_view`),
-            // and tables are freed only in `Drop`.
-            table: unsafe { &*view.table },
-            // The arrays of that table, and their length less one: `Slots`' invariant.
-            states: view.states,
-            cells: view.cells,
-            mask: view.mask,
-        }
+        // SAFETY: the view holds a table of this store (`remember_view`), and tables are
+        // freed only in `Drop`.
+        unsafe { &*view.table }
     }
 
     /// Loads the current table for `word` into the owner's view. Called only by the owner's
     /// thread.
     #[cold]
     #[inline(never)]
-    fn remember_view(&self, word: u64) -> Slots<'_, K, V> {
-        let slots = self.current_slots(word);
-        let view = View {
-            word,
-            table: slots.table,
-            states: slots.states,
-            cells: slots.cells,
-            mask: slots.mask,
-        };
-        // SAFETY: as in `owner_slots`.
+    fn remember_view(&self, word: u64) -> &Table<K, V> {
+        let table = self.current_table(word);
+        let view = View { word, table };
+        // SAFETY: as in `owner_table`.
         unsafe { self.own.view.with_mut(|cell| *cell = view) };
-        slots
+        table
     }
 
     /// Drops the owner's view: its next owner write loads the current table. Called only by
     /// the owner's thread.
     #[inline]
     fn forget_view(&self) {
-        // SAFETY: as in `owner_slots`.
+        // SAFETY: as in `owner_table`.
         unsafe { self.own.view.with_mut(|view| (*view).word = NO_VIEW) };
     }
 
@@ -1057,17 +1053,16 @@ impl<K: Eq, V> Tables<K, V> {
         let tag = hash >> TAG_SHIFT;
         // The state of the key's slot, unlocked, with a value.
         let stored = stamp | KEYED | VALUE | tag;
-        let slots = if OWNED {
-            self.owner_slots(word)
+        let table = if OWNED {
+            self.owner_table(word)
         } else {
-            self.current_slots(word)
+            self.current_table(word)
         };
-        let table = slots.table;
         let mut index = hash as usize;
-        let mut left = slots.len();
+        let mut left = table.len();
         while left != 0 {
             left -= 1;
-            let word = slots.state(index);
+            let word = table.state_at(index);
             // Acquire: as in `probe`.
             let state = word.load(Ordering::Acquire);
             if state != stored {
@@ -1081,7 +1076,7 @@ impl<K: Eq, V> Tables<K, V> {
                     if !admit() {
                         return Fast::Full(key, value);
                     }
-                    let cells = slots.cells(index);
+                    let cells = table.cells_at(index);
                     // SAFETY: this thread is the owner in an owner write: no other thread
                     // touches the slot (see *Owner writes*); both cells of an empty slot are
                     // uninitialized, so nothing is overwritten without being dropped.
@@ -1103,7 +1098,7 @@ impl<K: Eq, V> Tables<K, V> {
                     // taker's seal, a migrator, a later writer), publishing the cells.
                     word.store(stored, Ordering::Release);
                     drop(owner_write);
-                    if live > grows_past(slots.len()) {
+                    if live > grows_past(table.len()) {
                         // Outside the owner write: a migration may take long, and the taker
                         // must not wait for it. It advances `current` (see `View`).
                         self.forget_view();
@@ -1134,7 +1129,7 @@ impl<K: Eq, V> Tables<K, V> {
                     restore: state,
                 })
             };
-            let cells = slots.cells(index);
+            let cells = table.cells_at(index);
             // SAFETY: this thread holds the slot lock, or is the owner in an owner write (no
             // other thread touches a slot's cells meanwhile: see *Owner writes*); the key
             // cell is initialized (`KEYED`). A panic in `eq` releases the slot unchanged
@@ -1194,7 +1189,7 @@ impl<K: Eq, V> Tables<K, V> {
             cells.record.with_mut(|cell| (*cell).write(record));
         }
         held.release(state);
-        if live > grows_past(table.states.len()) {
+        if live > grows_past(table.len()) {
             // After the release: the migration locks every slot, this one included.
             self.grow(table, state & STAMP_MASK);
         }
@@ -1382,13 +1377,13 @@ impl<K: Eq, V> Tables<K, V> {
         }
         // SAFETY: as above.
         let kept = unsafe { &*last };
-        let first = if kept.states.len() >= want {
+        let first = if kept.len() >= want {
             // Release (states, `next`, link): published to writers of the new generation by
             // the Release store of the generation word anyway; Release here is for stale
             // writers, which compare the stamp and start over: pairs with their Acquire load
             // of the state (or `next`), ordering their re-load of the generation word after
             // this taker's store of the current one.
-            for state in kept.states.iter() {
+            for state in kept.states().iter() {
                 state.store(stamp, Ordering::Release);
             }
             kept.next.store(ptr::null_mut(), Ordering::Release);
@@ -1432,7 +1427,7 @@ impl<K: Eq, V> Tables<K, V> {
         while !table.is_null() {
             // SAFETY: tables are freed only in `Drop`.
             let current = unsafe { &*table };
-            for state in current.states.iter() {
+            for state in current.states().iter() {
                 seal(state);
             }
             let link = seal(&current.link);
@@ -1451,7 +1446,7 @@ impl<K: Eq, V> Tables<K, V> {
         while !table.is_null() {
             // SAFETY: as above.
             let current = unsafe { &*table };
-            for (state, cells) in current.states.iter().zip(current.cells.iter()) {
+            for (state, cells) in current.states().iter().zip(current.cells().iter()) {
                 // Relaxed: this thread sealed the slot above.
                 let state = state.load(Ordering::Relaxed);
                 if state & KEYED == 0 {
@@ -1588,7 +1583,7 @@ impl<K: Eq, V> Tables<K, V> {
     /// migrates every slot of `table` into it, and returns it.
     #[cold]
     fn link_and_migrate(&self, table: &Table<K, V>, stamp: u64) -> *mut Table<K, V> {
-        let next = Box::into_raw(Table::new(table.states.len() * 2, stamp));
+        let next = Box::into_raw(Table::new(table.len() * 2, stamp));
         // Release: pairs with the Acquire loads of `next` by writers, the migrator and `len`,
         // publishing the new table's initialization.
         table.next.store(next, Ordering::Release);
@@ -1609,7 +1604,7 @@ impl<K: Eq, V> Tables<K, V> {
         let mut moved = 0u64;
         let mut moved_to_target = 0u64;
         let complete = 'slots: {
-            for (state, cells) in from.states.iter().zip(from.cells.iter()) {
+            for (state, cells) in from.states().iter().zip(from.cells().iter()) {
                 let mut step = 0;
                 loop {
                     // Acquire: pairs with the Release store of the slot's last holder (its
@@ -1801,12 +1796,12 @@ where
     // word at the first empty slot (the only place it matters: finding a stored key needs
     // no link, so the common overwrite does not read it).
     let mut linked = false;
-    let mask = table.states.len() - 1;
+    let mask = table.len() - 1;
     let mut index = hash as usize & mask;
     let mut probed = 0;
     let mut step = 0;
     while probed <= mask {
-        let word = &table.states[index];
+        let word = &table.states()[index];
         // Acquire: pairs with the taker's AcqRel seal CAS and Release reset store, so a
         // writer that finds the slot sealed or stamped for a later generation is ordered
         // after the taker's store of the generation word, and its re-load of the word finds
@@ -1884,7 +1879,7 @@ where
                         state: word,
                         restore: state,
                     },
-                    cells: &table.cells[index],
+                    cells: &table.cells()[index],
                     table,
                 });
             }
@@ -1907,7 +1902,7 @@ where
             state: word,
             restore: state,
         };
-        let cells = &table.cells[index];
+        let cells = &table.cells()[index];
         // SAFETY: this thread holds the slot lock and the key cell is initialized (`KEYED`);
         // a panic in `eq` releases the slot unchanged (`held`).
         let same = unsafe {
@@ -2030,7 +2025,7 @@ impl<K, V> Drop for Tables<K, V> {
         unsafe fn free<K, V>(table: *mut Table<K, V>) {
             // SAFETY: the caller's guarantee.
             let table = unsafe { Box::from_raw(table) };
-            for (state, cells) in table.states.iter().zip(table.cells.iter()) {
+            for (state, cells) in table.states().iter().zip(table.cells().iter()) {
                 // Relaxed: `&mut self` orders everything before this drop.
                 let state = state.load(Ordering::Relaxed);
                 if state & SEALED != 0 {
@@ -2334,11 +2329,11 @@ mod tests {
             // SAFETY: no other thread uses `t`; tables live until it is dropped.
             let current = unsafe { &*table };
             let keyed = current
-                .states
+                .states()
                 .iter()
                 .filter(|s| s.load(Ordering::Relaxed) & KEYED != 0)
                 .count();
-            tables.push((current.states.len(), keyed));
+            tables.push((current.len(), keyed));
             table = if current.link.load(Ordering::Relaxed) & KEYED != 0 {
                 current.next.load(Ordering::Relaxed)
             } else {
@@ -2470,7 +2465,7 @@ mod tests {
             let word = t.head.word.load(Ordering::Relaxed);
             // SAFETY: no other thread uses `t`.
             let first = unsafe { &*t.sides[side_of(word)].first.load(Ordering::Relaxed) };
-            assert!(first.states.len() as u64 >= 2 * n);
+            assert!(first.len() as u64 >= 2 * n);
             assert_eq!(drained(&t).len() as u64, n);
         }
     }
