@@ -407,7 +407,8 @@ where
         let thread = routing::this_thread();
         // The partition's number is found again from the hash where it is needed after the
         // write, rather than kept across it: one value fewer for the write to keep on the
-        // stack (M3 bench, PERFORMANCE.md, "The owner's view").
+        // stack (the M3 bench: PERFORMANCE.md, run R, "The owner's view and the put's
+        // stores").
         let partition_of = |hash| routing::by_hash(hash, self.partitions.len());
         // The room a new key takes is reserved in `admit`, which the store calls only for a
         // write that then inserts: a granted reservation always ends in `Inserted`, so no

@@ -345,8 +345,8 @@ struct Table<K, V> {
     /// each slot: see the module docs) and [`Table::cells`] (each slot's cells, at the
     /// index of its state). Raw, not boxed, so that the fast path reaches a slot with loads
     /// from the table's first line alone, and no write copies the arrays' addresses out of
-    /// the table onto its stack (PERFORMANCE.md, "The owner's view"); pointers taken from a
-    /// `Box` would not stay valid across a move of the box.
+    /// the table onto its stack (PERFORMANCE.md, run R, "The owner's view and the put's
+    /// stores"); pointers taken from a `Box` would not stay valid across a move of the box.
     ///
     /// Invariant: `states_at` and `cells_at` come from `Box::into_raw` of boxed slices of
     /// `mask + 1` elements each, owned by the table and freed in its `Drop`.
@@ -523,7 +523,7 @@ struct OwnerLine<K, V> {
 /// M1 bench's put: 6.5–7.0 ns to 6.2–6.6, p10; see PERFORMANCE.md, run L, "What this
 /// session's changes bought"). The view is the table's address alone: a view that also
 /// held the arrays' addresses and length was copied to the stack by every owner write
-/// (PERFORMANCE.md, "The owner's view").
+/// (PERFORMANCE.md, run R, "The owner's view and the put's stores").
 ///
 /// The view's table is at or before the side's `current` in the chain: `current` only
 /// advances within a generation. So starting from it is what a writer that loaded
@@ -814,8 +814,8 @@ impl<K: Eq, V> Tables<K, V> {
     /// A refused write's key and value go to `back`, which it initializes if and only if it
     /// returns `Err`: its result then fits in two registers. Returned whole, in memory, it
     /// made the overwrite store its own result to the stack too, for the caller to test
-    /// beside this one's (M1: 9.0–12.5 ns per put against 8.5–8.9, medians of eight
-    /// alternating runs; PERFORMANCE.md, "The owner's view").
+    /// beside this one's: two stores per put, about 0.3–0.5 ns of M1's put in alternating
+    /// runs (PERFORMANCE.md, run R, "The owner's view and the put's stores").
     #[inline(never)]
     fn write_found_into(
         &self,
