@@ -1095,11 +1095,33 @@ impl<K: Eq, V> Tables<K, V> {
         };
         let mut index = hash as usize;
         let mut left = table.len();
+        let mut first = !OWNED;
         while left != 0 {
             left -= 1;
             let word = table.state_at(index);
-            // Acquire: as in `probe`.
-            let state = word.load(Ordering::Acquire);
+            // A locked write's first probe takes the slot with a CAS from the state the key's
+            // slot has when it holds a value, unlocked (`stored`), instead of loading the state
+            // and then locking it: where another core wrote the slot last, the load fetches its
+            // line to read, and the lock's CAS fetches it again to write; the CAS alone, once.
+            // A failed CAS reads the state as the load would have, and the probe goes on from
+            // it. (Measured: PERFORMANCE.md, run R, "The shared put's first CAS".)
+            let (state, locked) = if first {
+                first = false;
+                // Acquire (both): as the load in `probe`, and on success as the lock's CAS
+                // below.
+                match word.compare_exchange(
+                    stored,
+                    stored | LOCKED,
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                ) {
+                    Ok(state) => (state, true),
+                    Err(state) => (state, false),
+                }
+            } else {
+                // Acquire: as in `probe`.
+                (word.load(Ordering::Acquire), false)
+            };
             if state != stored {
                 if OWNED && state == stamp {
                     // Acquire: as in `probe`. An owner write sees the generation stay (the
@@ -1153,9 +1175,15 @@ impl<K: Eq, V> Tables<K, V> {
                 None
             } else {
                 // Acquire: as in `probe`.
-                if word
-                    .compare_exchange(state, state | LOCKED, Ordering::Acquire, Ordering::Relaxed)
-                    .is_err()
+                if !locked
+                    && word
+                        .compare_exchange(
+                            state,
+                            state | LOCKED,
+                            Ordering::Acquire,
+                            Ordering::Relaxed,
+                        )
+                        .is_err()
                 {
                     return Fast::General(key, value);
                 }
