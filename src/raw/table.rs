@@ -7,9 +7,11 @@
 //! `g % 2`. A side is a chain of [`Table`]s: the first one, then tables linked by writers
 //! when the last one fills, each twice the size of the one before; a linked table's keys
 //! *move* into the next one (see *Growth*), and the side's `current` pointer says where
-//! writers start. A table is an array of atomic *state words*, one per slot, beside an array
-//! of the slots' cells (the key with its hash, and the value with its version), so that a
-//! probe reads eight states per cache line and touches a slot's cells only for its own key.
+//! writers start. A table has one atomic *state word* per slot, and the slot's cells (the key
+//! with its hash, and the value with its version). A small table puts each slot's state and
+//! cells in one cache line, so that a write touches one line; a large one keeps the states
+//! in one array and the cells in another, so that a probe reads eight states per cache line
+//! and touches a slot's cells only for its own key (see [`Table`]).
 //!
 //! Every slot's state word:
 //!
@@ -338,27 +340,63 @@ struct Cells<K, V> {
     record: UnsafeCell<MaybeUninit<Record<V>>>,
 }
 
+/// One slot of a table laid out in lines: its state word and its cells in one cache line.
+#[repr(C, align(64))]
+struct Line<K, V> {
+    state: AtomicU64,
+    cells: Cells<K, V>,
+}
+
+/// The largest table laid out in lines (1 MiB of them): see [`Table`]. Small under Miri,
+/// so that its tests grow from tables in lines to tables in arrays.
+const LINES_UP_TO: usize = if cfg!(miri) { 4 } else { 1 << 14 };
+
 /// One open-addressing table of a side's chain.
+///
+/// A small table, up to [`LINES_UP_TO`] slots, puts each slot's state word and cells in
+/// one 64-byte line ([`Line`]) where a slot's cells fit beside its state: a write to a
+/// shared store then takes one line from the core that wrote the key last, not two (M2's
+/// loop, two threads writing the same 1 000 keys in the same order: chunk medians 13.2–15.5
+/// ns per put in arrays, 10.0–13.3 in lines; PERFORMANCE.md, "Small tables in lines"). A
+/// larger table keeps its states in one array and its cells in another: probing a table of
+/// millions of slots, a write's first miss is the state's line, and the dense array of
+/// states is a quarter of the lines' size, so more of it stays cached, and the arrays take
+/// a third less memory to clear and migrate (M3, 1 M new keys, lines throughout: 10–15%
+/// slower on a drained map, 55–85% on a fresh one).
 struct Table<K, V> {
-    /// The table's two arrays, by the address of their first element, and their length
-    /// less one (a power of two less one): [`Table::states`] (the stamp, flags and tag of
-    /// each slot: see the module docs) and [`Table::cells`] (each slot's cells, at the
-    /// index of its state). Raw, not boxed, so that the fast path reaches a slot with loads
-    /// from the table's first line alone, and no write copies the arrays' addresses out of
-    /// the table onto its stack (PERFORMANCE.md, run R, "The owner's view and the put's
-    /// stores"); pointers taken from a `Box` would not stay valid across a move of the box.
+    /// The address of slot 0's state word and of its cells, the distances between two
+    /// slots' states (as a shift) and cells, and the slot count less one (a power of two
+    /// less one). Raw, not boxed, so that the fast path reaches a slot with loads from the
+    /// table's first line alone, and no write copies the arrays' addresses out of the table
+    /// onto its stack (PERFORMANCE.md, run R, "The owner's view and the put's stores");
+    /// pointers taken from a `Box` would not stay valid across a move of the box.
     ///
     /// Invariant: `states_at` and `cells_at` come from `Box::into_raw` of boxed slices of
-    /// `mask + 1` elements each, owned by the table and freed in its `Drop`.
+    /// `mask + 1` elements each: either one slice of [`Line`]s (`lines`, with `states_at`
+    /// and `cells_at` the first line's fields), or a slice of `AtomicU64` and one of
+    /// `Cells`; owned by the table and freed in its `Drop`.
     states_at: *mut AtomicU64,
     cells_at: *mut Cells<K, V>,
+    state_shift: u32,
+    cells_stride: usize,
     mask: usize,
+    lines: bool,
     /// Stamp | `LOCKED` (linking) / `KEYED` (linked) / `MOVED` (migrated) / `SEALED`.
     link: AtomicU64,
     /// The next table of the chain, set (with `link` locked) before `link` says linked.
     next: AtomicPtr<Table<K, V>>,
     /// Keys with a value in this table.
     live: CachePadded<AtomicU64>,
+}
+
+impl<K, V> Cells<K, V> {
+    /// A slot's cells, both uninitialized.
+    fn empty() -> Self {
+        Cells {
+            key: UnsafeCell::new(MaybeUninit::uninit()),
+            record: UnsafeCell::new(MaybeUninit::uninit()),
+        }
+    }
 }
 
 impl<K, V> Table<K, V> {
@@ -369,48 +407,79 @@ impl<K, V> Table<K, V> {
             len.is_power_of_two(),
             "table length {len} is not a power of two"
         );
-        let states = table_array(len, || AtomicU64::new(stamp));
-        let cells: Box<[Cells<K, V>]> = table_array(len, || Cells {
-            key: UnsafeCell::new(MaybeUninit::uninit()),
-            record: UnsafeCell::new(MaybeUninit::uninit()),
-        });
+        // `state_at` shifts by the log of a state's size.
+        const { assert!(core::mem::size_of::<AtomicU64>().is_power_of_two()) };
+        let lines = len <= LINES_UP_TO && core::mem::size_of::<Line<K, V>>() == 64;
+        let (states_at, cells_at, state_stride, cells_stride) = if lines {
+            let slots: Box<[Line<K, V>]> = table_array(len, || Line {
+                state: AtomicU64::new(stamp),
+                cells: Cells::empty(),
+            });
+            let first: *mut Line<K, V> = Box::into_raw(slots).cast();
+            // The fields of the first line (`repr(C)`: the state at offset 0), by offset
+            // from the allocation's pointer, which keeps its provenance over every line.
+            let cells = first
+                .cast::<u8>()
+                .wrapping_add(core::mem::offset_of!(Line<K, V>, cells))
+                .cast::<Cells<K, V>>();
+            let line = core::mem::size_of::<Line<K, V>>();
+            (first.cast::<AtomicU64>(), cells, line, line)
+        } else {
+            let states: Box<[AtomicU64]> = table_array(len, || AtomicU64::new(stamp));
+            let cells: Box<[Cells<K, V>]> = table_array(len, Cells::empty);
+            (
+                Box::into_raw(states).cast::<AtomicU64>(),
+                Box::into_raw(cells).cast::<Cells<K, V>>(),
+                core::mem::size_of::<AtomicU64>(),
+                core::mem::size_of::<Cells<K, V>>(),
+            )
+        };
         Box::new(Table {
-            states_at: Box::into_raw(states).cast(),
-            cells_at: Box::into_raw(cells).cast(),
+            states_at,
+            cells_at,
+            state_shift: state_stride.trailing_zeros(),
+            cells_stride,
             mask: len - 1,
+            lines,
             link: AtomicU64::new(stamp),
             next: AtomicPtr::new(ptr::null_mut()),
             live: CachePadded::new(AtomicU64::new(0)),
         })
     }
 
-    /// Every slot's state word.
-    fn states(&self) -> &[AtomicU64] {
-        // SAFETY: `states_at` is the start of a live array of `mask + 1` elements, owned by
-        // the table (the invariant), so it lives as long as the borrow of the table.
-        unsafe { core::slice::from_raw_parts(self.states_at, self.len()) }
-    }
-
-    /// Every slot's cells.
-    fn cells(&self) -> &[Cells<K, V>] {
-        // SAFETY: as in `states`, for `cells_at`.
-        unsafe { core::slice::from_raw_parts(self.cells_at, self.len()) }
-    }
-
     /// The state word of slot `index & mask`.
     #[inline(always)]
     fn state_at(&self, index: usize) -> &AtomicU64 {
         // Unchecked: the bounds checks are measurable on the overwrite (M1: 12.8 ns per put
-        // with them, 11.7 without). SAFETY: `index & mask` is below the length of the array
-        // at `states_at` (the invariant), which lives as long as the table.
-        unsafe { &*self.states_at.add(index & self.mask) }
+        // with them, 11.7 without). SAFETY: slot `index & mask` is one of the `mask + 1`
+        // slots of the allocation `states_at` points into (the invariant), whose states lie
+        // `1 << state_shift` bytes apart; it lives as long as the table.
+        unsafe {
+            &*self
+                .states_at
+                .byte_add((index & self.mask) << self.state_shift)
+        }
     }
 
     /// The cells of slot `index & mask`.
     #[inline(always)]
     fn cells_at(&self, index: usize) -> &Cells<K, V> {
-        // SAFETY: as in `state_at`, for `cells_at`.
-        unsafe { &*self.cells_at.add(index & self.mask) }
+        // SAFETY: as in `state_at`, for `cells_at` and cells `cells_stride` bytes apart.
+        unsafe {
+            &*self
+                .cells_at
+                .byte_add((index & self.mask) * self.cells_stride)
+        }
+    }
+
+    /// Every slot's state word, in slot order.
+    fn states(&self) -> impl Iterator<Item = &AtomicU64> {
+        (0..self.len()).map(|index| self.state_at(index))
+    }
+
+    /// Every slot's state word and cells, in slot order.
+    fn slots(&self) -> impl Iterator<Item = (&AtomicU64, &Cells<K, V>)> {
+        (0..self.len()).map(|index| (self.state_at(index), self.cells_at(index)))
     }
 
     /// The number of slots.
@@ -421,21 +490,29 @@ impl<K, V> Table<K, V> {
 }
 
 impl<K, V> Drop for Table<K, V> {
-    /// Frees the arrays; the cells' contents are the chain's owner's to drop (see
-    /// `Tables`' `Drop`), and a `MaybeUninit` cell drops nothing.
+    /// Frees the slots; the cells' contents are the chain's owner's to drop (see `Tables`'
+    /// `Drop`), and a `MaybeUninit` cell drops nothing.
     fn drop(&mut self) {
         let len = self.len();
-        // SAFETY: both pointers came from `Box::into_raw` of slices of `len` elements (the
-        // invariant) and are freed only here, once.
+        // SAFETY: the pointers came from `Box::into_raw` of slices of `len` elements as
+        // `lines` says (the invariant; a line's state is at its offset 0) and are freed only
+        // here, once.
         unsafe {
-            drop(Box::from_raw(ptr::slice_from_raw_parts_mut(
-                self.states_at,
-                len,
-            )));
-            drop(Box::from_raw(ptr::slice_from_raw_parts_mut(
-                self.cells_at,
-                len,
-            )));
+            if self.lines {
+                drop(Box::from_raw(ptr::slice_from_raw_parts_mut(
+                    self.states_at.cast::<Line<K, V>>(),
+                    len,
+                )));
+            } else {
+                drop(Box::from_raw(ptr::slice_from_raw_parts_mut(
+                    self.states_at,
+                    len,
+                )));
+                drop(Box::from_raw(ptr::slice_from_raw_parts_mut(
+                    self.cells_at,
+                    len,
+                )));
+            }
         }
     }
 }
@@ -1446,7 +1523,7 @@ impl<K: Eq, V> Tables<K, V> {
             // writers, which compare the stamp and start over: pairs with their Acquire load
             // of the state (or `next`), ordering their re-load of the generation word after
             // this taker's store of the current one.
-            for state in kept.states().iter() {
+            for state in kept.states() {
                 state.store(stamp, Ordering::Release);
             }
             kept.next.store(ptr::null_mut(), Ordering::Release);
@@ -1490,7 +1567,7 @@ impl<K: Eq, V> Tables<K, V> {
         while !table.is_null() {
             // SAFETY: tables are freed only in `Drop`.
             let current = unsafe { &*table };
-            for state in current.states().iter() {
+            for state in current.states() {
                 seal(state);
             }
             let link = seal(&current.link);
@@ -1509,7 +1586,7 @@ impl<K: Eq, V> Tables<K, V> {
         while !table.is_null() {
             // SAFETY: as above.
             let current = unsafe { &*table };
-            for (state, cells) in current.states().iter().zip(current.cells().iter()) {
+            for (state, cells) in current.slots() {
                 // Relaxed: this thread sealed the slot above.
                 let state = state.load(Ordering::Relaxed);
                 if state & KEYED == 0 {
@@ -1667,7 +1744,7 @@ impl<K: Eq, V> Tables<K, V> {
         let mut moved = 0u64;
         let mut moved_to_target = 0u64;
         let complete = 'slots: {
-            for (state, cells) in from.states().iter().zip(from.cells().iter()) {
+            for (state, cells) in from.slots() {
                 let mut step = 0;
                 loop {
                     // Acquire: pairs with the Release store of the slot's last holder (its
@@ -1864,7 +1941,7 @@ where
     let mut probed = 0;
     let mut step = 0;
     while probed <= mask {
-        let word = &table.states()[index];
+        let word = table.state_at(index);
         // Acquire: pairs with the taker's AcqRel seal CAS and Release reset store, so a
         // writer that finds the slot sealed or stamped for a later generation is ordered
         // after the taker's store of the generation word, and its re-load of the word finds
@@ -1942,7 +2019,7 @@ where
                         state: word,
                         restore: state,
                     },
-                    cells: &table.cells()[index],
+                    cells: table.cells_at(index),
                     table,
                 });
             }
@@ -1965,7 +2042,7 @@ where
             state: word,
             restore: state,
         };
-        let cells = &table.cells()[index];
+        let cells = table.cells_at(index);
         // SAFETY: this thread holds the slot lock and the key cell is initialized (`KEYED`);
         // a panic in `eq` releases the slot unchanged (`held`).
         let same = unsafe {
@@ -2088,7 +2165,7 @@ impl<K, V> Drop for Tables<K, V> {
         unsafe fn free<K, V>(table: *mut Table<K, V>) {
             // SAFETY: the caller's guarantee.
             let table = unsafe { Box::from_raw(table) };
-            for (state, cells) in table.states().iter().zip(table.cells().iter()) {
+            for (state, cells) in table.slots() {
                 // Relaxed: `&mut self` orders everything before this drop.
                 let state = state.load(Ordering::Relaxed);
                 if state & SEALED != 0 {
@@ -2419,7 +2496,6 @@ mod tests {
             let current = unsafe { &*table };
             let keyed = current
                 .states()
-                .iter()
                 .filter(|s| s.load(Ordering::Relaxed) & KEYED != 0)
                 .count();
             tables.push((current.len(), keyed));
@@ -2457,6 +2533,59 @@ mod tests {
             .iter()
             .enumerate()
             .all(|(i, e)| e.key == i as u64 && e.value == e.key));
+    }
+
+    /// The layouts of the tables of the side that generation `word` fills, from its first
+    /// one: each table's length and whether it is laid out in lines.
+    fn layouts<K, V>(t: &Tables<K, V>) -> Vec<(usize, bool)> {
+        let side = &t.sides[side_of(t.head.word.load(Ordering::Relaxed))];
+        let mut layouts = Vec::new();
+        let mut table = side.first.load(Ordering::Relaxed);
+        while !table.is_null() {
+            // SAFETY: no other thread uses `t`; tables live until it is dropped.
+            let current = unsafe { &*table };
+            layouts.push((current.len(), current.lines));
+            table = current.next.load(Ordering::Relaxed);
+        }
+        layouts
+    }
+
+    /// Tables up to `LINES_UP_TO` slots are laid out in lines where a slot's cells fit
+    /// beside its state, larger ones in arrays; keys move between the two as tables grow.
+    #[test]
+    fn small_tables_are_laid_out_in_lines() {
+        let n = 2 * LINES_UP_TO as u64;
+        let t = Tables::new();
+        let wide: Tables<u64, [u64; 8]> = Tables::new();
+        for k in 0..n {
+            assert_eq!(put(&t, k, k), Ok(Written::Inserted));
+            let written = wide.write(me(), spread(k), k, Write::Put([k; 8]), || true);
+            assert_eq!(written, Ok(Written::Inserted));
+        }
+        let tables = layouts(&t);
+        assert!(tables.len() > 2, "{tables:?}");
+        assert!(
+            tables
+                .iter()
+                .all(|&(len, lines)| lines == (len <= LINES_UP_TO)),
+            "{tables:?}"
+        );
+        let tables = layouts(&wide);
+        assert!(tables.iter().all(|&(_, lines)| !lines), "{tables:?}");
+        let out = drained(&t);
+        assert_eq!(out.len() as u64, n);
+        assert!(out
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.key == i as u64 && e.value == e.key));
+        let mut out = Vec::new();
+        wide.take(&mut out);
+        out.sort_by_key(|e| e.key);
+        assert_eq!(out.len() as u64, n);
+        assert!(out
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.key == i as u64 && e.value == [e.key; 8]));
     }
 
     /// A probe from the largest hash runs past the end of `usize` and on from slot 0: the
