@@ -356,7 +356,7 @@ const LINES_UP_TO: usize = if cfg!(miri) { 4 } else { 1 << 14 };
 /// A small table, up to [`LINES_UP_TO`] slots, puts each slot's state word and cells in
 /// one 64-byte line ([`Line`]) where a slot's cells fit beside its state: a write to a
 /// shared store then takes one line from the core that wrote the key last, not two (M2's
-/// loop, two threads writing the same 1 000 keys in the same order: chunk medians 13.2–15.5
+/// loop, two threads writing the same 1 000 keys in the same order: chunk medians 13.0–15.5
 /// ns per put in arrays, 10.0–13.3 in lines; PERFORMANCE.md, "Small tables in lines"). A
 /// larger table keeps its states in one array and its cells in another: probing a table of
 /// millions of slots, a write's first miss is the state's line, and the dense array of
