@@ -1,12 +1,12 @@
-//! An asymmetric fence pair: [`light`] on a hot path, [`heavy`] on a rare one.
+//! An asymmetric fence pair: [`Light::light`] on a hot path, [`heavy`] on a rare one.
 //!
 //! Together they order like a `SeqCst` fence on each side: of "A: store x; light; load y" and
 //! "B: store y; heavy; load x", at least one load sees the other's store. The flag that says
 //! which kind of light side to use is fixed by the first [`init`] and never changes, so a
 //! light side copied from any [`init`] pairs with every later [`heavy`]. On Linux, [`heavy`]
 //! is the `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` system call, which runs a full
-//! barrier on every CPU running a thread of this process, so [`light`] only has to stop the
-//! compiler from reordering (folly's `asymmetricLightBarrier`, the C++ proposal P1202). Where
+//! barrier on every CPU running a thread of this process, so [`Light::light`] only has to stop
+//! the compiler from reordering (folly's `asymmetricLightBarrier`, the C++ proposal P1202). Where
 //! the system call is missing or refused (old kernels, seccomp), and under loom and Miri
 //! (which model fences, not system calls), both sides are `SeqCst` fences.
 //!

@@ -27,8 +27,8 @@
 //!
 //! `stop` must drain every accepted item and refuse every later one; the owner's path has no
 //! read-modify-write to order it against the closer, so the two sides use an asymmetric
-//! fence pair ([`barrier::light`] / [`barrier::heavy`], after `sys_membarrier`): the owner
-//! publishes its item, fences lightly, then reads `mode`; the closer sets `CLOSED`, fences
+//! fence pair ([`barrier::Light::light`] / [`barrier::heavy`], after `sys_membarrier`): the
+//! owner publishes its item, fences lightly, then reads `mode`; the closer sets `CLOSED`, fences
 //! heavily, then drains. Either the closer's drain sees the item, or the owner sees `CLOSED`
 //! and *settles*: it waits for the closer to finish (by taking the takers' lock, which the
 //! closer holds from before setting `CLOSED` to the end of its drain), keeps what was drained

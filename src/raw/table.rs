@@ -743,7 +743,7 @@ enum Next<K, V> {
     End,
 }
 
-/// What one probe step of [`Tables::probe`] decided.
+/// What one probe step of [`probe`] decided.
 enum Step<'a, K, V> {
     /// The caller's slot.
     Found(Found<'a, K, V>),
