@@ -7,7 +7,9 @@
 //! Every map here ticks once an hour, so within a test case only `flush` and the final
 //! `stop` start processing cycles: each *round* must deliver exactly the model's contents,
 //! one entry per key. Values are unique write ids, so an entry names the very write that
-//! won.
+//! won. They are `u64`s, whose slots the map's small tables lay out one to a cache line, or
+//! [`Wide`] ones, too wide for that, whose tables keep an array of states and one of cells:
+//! the model runs on both layouts.
 
 use std::collections::{HashMap as StdMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -38,9 +40,29 @@ fn config() -> ProptestConfig {
 
 /// Keys are few, so that writes collide all the time (12 of them, in most properties).
 type Key = u8;
-/// A unique write id.
-type Value = u64;
-type E = Entry<Key, Value>;
+type E<V> = Entry<Key, V>;
+
+/// A map value: a unique write id.
+trait Value: Copy + Eq + Send + Sync + std::fmt::Debug + 'static {
+    /// The value of write number `id`.
+    fn id(id: u64) -> Self;
+}
+
+impl Value for u64 {
+    fn id(id: u64) -> Self {
+        id
+    }
+}
+
+/// A write id in a value too wide for a slot's cells to fit one cache line beside its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Wide([u64; 4]);
+
+impl Value for Wide {
+    fn id(id: u64) -> Self {
+        Wide([id; 4])
+    }
+}
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -92,17 +114,17 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// What one key holds in the model's current tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stored {
-    value: Value,
+struct Stored<V> {
+    value: V,
     version: u64,
     updates: u64,
 }
 
 /// The sequential model: the current tick, and the counters the stats must match.
-#[derive(Default)]
-struct Model {
-    tick: StdMap<Key, Stored>,
-    next_value: Value,
+struct Model<V> {
+    tick: StdMap<Key, Stored<V>>,
+    /// The last write id given out.
+    last_id: u64,
     /// `None`: unbounded; with one partition, the exact key capacity.
     capacity: Option<usize>,
     /// Entries delivered so far.
@@ -119,14 +141,24 @@ enum Outcome {
     Full,
 }
 
-impl Model {
-    fn value(&mut self) -> Value {
-        self.next_value += 1;
-        self.next_value
+impl<V: Value> Model<V> {
+    fn new(capacity: Option<usize>) -> Self {
+        Model {
+            tick: StdMap::new(),
+            last_id: 0,
+            capacity,
+            delivered: 0,
+            full: 0,
+        }
+    }
+
+    fn value(&mut self) -> V {
+        self.last_id += 1;
+        V::id(self.last_id)
     }
 
     /// Applies a write (`version: None` for `put`).
-    fn write(&mut self, key: Key, value: Value, version: Option<u64>) -> Outcome {
+    fn write(&mut self, key: Key, value: V, version: Option<u64>) -> Outcome {
         let full = self.capacity.is_some_and(|c| self.tick.len() >= c);
         match (self.tick.get_mut(&key), version) {
             (Some(stored), None) => {
@@ -162,8 +194,8 @@ impl Model {
     }
 
     /// The entries the next round must deliver, sorted by key; the tick starts afresh.
-    fn drain(&mut self) -> Vec<E> {
-        let mut entries: Vec<E> = self
+    fn drain(&mut self) -> Vec<E<V>> {
+        let mut entries: Vec<E<V>> = self
             .tick
             .drain()
             .map(|(key, s)| Entry {
@@ -179,28 +211,28 @@ impl Model {
     }
 }
 
-struct Harness {
-    map: HashMap<Key, Value>,
+struct Harness<V: Value> {
+    map: HashMap<Key, V>,
     partitions: usize,
     batch_size: BatchSize,
-    batches: Arc<Mutex<Vec<Vec<E>>>>,
+    batches: Arc<Mutex<Vec<Vec<E<V>>>>>,
     /// Sum of `Rejected.count`.
     rejected: Arc<Mutex<u64>>,
 }
 
-impl Harness {
+impl<V: Value> Harness<V> {
     fn start(partitions: usize, batch_size: BatchSize, capacity: Option<usize>) -> Self {
         let batches = Arc::new(Mutex::new(Vec::new()));
         let rejected = Arc::new(Mutex::new(0));
         let sink = Arc::clone(&batches);
         let counted = Arc::clone(&rejected);
-        let mut builder = HashMap::<Key, Value>::builder()
+        let mut builder = HashMap::<Key, V>::builder()
             .name("proptest-map")
             .partitions(partitions)
             .processing_interval(HOUR)
             .processing_timeout(HOUR)
             .processing_batch_size(batch_size)
-            .processor(move |batch: Vec<E>| lock(&sink).push(batch))
+            .processor(move |batch: Vec<E<V>>| lock(&sink).push(batch))
             .observer(move |event: &Event<'_>| {
                 if let Event::Rejected(r) = event {
                     *lock(&counted) += r.count;
@@ -220,7 +252,7 @@ impl Harness {
 
     /// Checks one round: what the processor received since the last round against what
     /// the model drained.
-    fn check_round(&self, model: &mut Model) -> Result<(), TestCaseError> {
+    fn check_round(&self, model: &mut Model<V>) -> Result<(), TestCaseError> {
         let expected = model.drain();
         let batches = std::mem::take(&mut *lock(&self.batches));
         for batch in &batches {
@@ -240,13 +272,13 @@ impl Harness {
             );
             prop_assert_eq!(batches.is_empty(), expected.is_empty());
         }
-        let mut got: Vec<E> = batches.into_iter().flatten().collect();
+        let mut got: Vec<E<V>> = batches.into_iter().flatten().collect();
         got.sort_by_key(|e| e.key);
         prop_assert_eq!(got, expected, "delivered entries");
         Ok(())
     }
 
-    fn check_at_rest(&self, model: &Model) -> Result<(), TestCaseError> {
+    fn check_at_rest(&self, model: &Model<V>) -> Result<(), TestCaseError> {
         prop_assert_eq!(self.map.len(), model.tick.len(), "len()");
         prop_assert_eq!(self.map.is_empty(), model.tick.is_empty(), "is_empty()");
         let stats = self.map.stats();
@@ -259,11 +291,11 @@ impl Harness {
 }
 
 /// Checks a single write's result against the model's outcome.
-fn check_one(
+fn check_one<V: Value>(
     outcome: Outcome,
-    result: Result<bool, PushError<(Key, Value)>>,
-    sent: (Key, Value),
-    model: &mut Model,
+    result: Result<bool, PushError<(Key, V)>>,
+    sent: (Key, V),
+    model: &mut Model<V>,
 ) -> Result<(), TestCaseError> {
     match (outcome, result) {
         (Outcome::Stored, Ok(true)) | (Outcome::Ignored, Ok(false)) => {}
@@ -276,17 +308,15 @@ fn check_one(
     Ok(())
 }
 
-fn run(
+/// Runs `ops` on a map of `V` values and on the model, checking every result and round.
+fn run<V: Value>(
     ops: Vec<Op>,
     partitions: usize,
     batch_size: BatchSize,
     capacity: Option<usize>,
 ) -> Result<(), TestCaseError> {
-    let h = Harness::start(partitions, batch_size, capacity);
-    let mut model = Model {
-        capacity,
-        ..Model::default()
-    };
+    let h = Harness::<V>::start(partitions, batch_size, capacity);
+    let mut model = Model::new(capacity);
     for op in ops {
         match op {
             Op::Put(key) => {
@@ -302,9 +332,8 @@ fn run(
                 check_one(outcome, result, (key, value), &mut model)?;
             }
             Op::PutAll(keys) => {
-                let pairs: Vec<(Key, Value)> =
-                    keys.into_iter().map(|k| (k, model.value())).collect();
-                let refused: Vec<(Key, Value)> = pairs
+                let pairs: Vec<(Key, V)> = keys.into_iter().map(|k| (k, model.value())).collect();
+                let refused: Vec<(Key, V)> = pairs
                     .iter()
                     .filter(|&&(k, v)| model.write(k, v, None) == Outcome::Full)
                     .copied()
@@ -319,7 +348,7 @@ fn run(
                 }
             }
             Op::PutAllNewer(writes) => {
-                let triples: Vec<(Key, Value, u64)> = writes
+                let triples: Vec<(Key, V, u64)> = writes
                     .into_iter()
                     .map(|(k, ver)| (k, model.value(), ver))
                     .collect();
@@ -365,7 +394,8 @@ fn run(
     h.check_at_rest(&model)?;
     prop_assert_eq!(*lock(&h.rejected), model.full, "sum of Rejected.count");
     // Writes after stop come back.
-    prop_assert_eq!(h.map.put(0, 0), Err(PushError::Stopped((0, 0))));
+    let late = V::id(0);
+    prop_assert_eq!(h.map.put(0, late), Err(PushError::Stopped((0, late))));
     Ok(())
 }
 
@@ -379,7 +409,7 @@ proptest! {
         partitions in 1..=3usize,
         batch_size in batch_size(),
     ) {
-        run(ops, partitions, batch_size, None)?;
+        run::<u64>(ops, partitions, batch_size, None)?;
     }
 
     /// With one partition, `capacity` is exact in distinct keys: the model knows which
@@ -390,7 +420,7 @@ proptest! {
         capacity in 1..6usize,
         batch_size in batch_size(),
     ) {
-        run(ops, 1, batch_size, Some(capacity))?;
+        run::<u64>(ops, 1, batch_size, Some(capacity))?;
     }
 
     /// As `the_map_matches_the_model`, over many keys: the tables grow, migrate their keys,
@@ -401,7 +431,18 @@ proptest! {
         partitions in 1..=2usize,
         batch_size in batch_size(),
     ) {
-        run(ops, partitions, batch_size, None)?;
+        run::<u64>(ops, partitions, batch_size, None)?;
+    }
+
+    /// As `the_map_matches_the_model_over_many_keys`, with values too wide for a slot to fit
+    /// one cache line: the tables keep their states and cells in two arrays.
+    #[test]
+    fn the_map_matches_the_model_with_wide_values(
+        ops in prop::collection::vec(op(MANY_KEYS), 0..300),
+        partitions in 1..=2usize,
+        batch_size in batch_size(),
+    ) {
+        run::<Wide>(ops, partitions, batch_size, None)?;
     }
 }
 
@@ -421,8 +462,9 @@ fn a_fixed_sequence_matches_the_model() {
         Op::PutAll(vec![3, 3, 4]),
         Op::PutAllNewer(vec![(3, 1), (3, 1), (5, 0)]),
     ];
-    run(ops, 2, BatchSize::Items(1), None).expect("the model");
-    run(
+    run::<u64>(ops.clone(), 2, BatchSize::Items(1), None).expect("the model");
+    run::<Wide>(ops, 2, BatchSize::Items(1), None).expect("the model, wide values");
+    run::<u64>(
         vec![Op::Put(1), Op::Put(2), Op::Put(1)],
         1,
         BatchSize::Table,
