@@ -2481,8 +2481,9 @@ mod tests {
     }
 
     /// The tables of the side that generation `word` fills, from its first one: their
-    /// sizes and how many keyed slots each holds. Only for a store no other thread uses.
-    fn chain(t: &Tables<u64, u64>) -> (Vec<(usize, usize)>, usize) {
+    /// sizes, how many keyed slots each holds and whether it is laid out in lines; and the
+    /// position of the side's current table. Only for a store no other thread uses.
+    fn chain<K, V>(t: &Tables<K, V>) -> (Vec<(usize, usize, bool)>, usize) {
         let word = t.head.word.load(Ordering::Relaxed);
         let side = &t.sides[side_of(word)];
         let mut tables = Vec::new();
@@ -2498,7 +2499,7 @@ mod tests {
                 .states()
                 .filter(|s| s.load(Ordering::Relaxed) & KEYED != 0)
                 .count();
-            tables.push((current.len(), keyed));
+            tables.push((current.len(), keyed, current.lines));
             table = if current.link.load(Ordering::Relaxed) & KEYED != 0 {
                 current.next.load(Ordering::Relaxed)
             } else {
@@ -2519,35 +2520,25 @@ mod tests {
         // Writers start at the last table, which holds every key, at most 3/4 full; the
         // tables before it hold none.
         assert_eq!(current_at, tables.len() - 1, "{tables:?}");
-        let &(len, keyed) = tables.last().unwrap();
+        let &(len, keyed, _) = tables.last().unwrap();
         assert_eq!(keyed as u64, n);
         assert!(keyed as u64 <= grows_past(len), "{tables:?}");
-        assert!(tables[..current_at].iter().all(|&(_, keyed)| keyed == 0));
+        assert!(tables[..current_at].iter().all(|&(_, keyed, _)| keyed == 0));
         assert_eq!(t.len() as u64, n);
         for k in 0..n {
             assert_eq!(t.get(me(), spread(k), &k), Some(k));
         }
-        let out = drained(&t);
+        drains_keys_as_values(&t, n);
+    }
+
+    /// Drains `t` and checks that it held keys `0..n`, each with itself as its value.
+    fn drains_keys_as_values(t: &Tables<u64, u64>, n: u64) {
+        let out = drained(t);
         assert_eq!(out.len() as u64, n);
         assert!(out
             .iter()
             .enumerate()
             .all(|(i, e)| e.key == i as u64 && e.value == e.key));
-    }
-
-    /// The layouts of the tables of the side that generation `word` fills, from its first
-    /// one: each table's length and whether it is laid out in lines.
-    fn layouts<K, V>(t: &Tables<K, V>) -> Vec<(usize, bool)> {
-        let side = &t.sides[side_of(t.head.word.load(Ordering::Relaxed))];
-        let mut layouts = Vec::new();
-        let mut table = side.first.load(Ordering::Relaxed);
-        while !table.is_null() {
-            // SAFETY: no other thread uses `t`; tables live until it is dropped.
-            let current = unsafe { &*table };
-            layouts.push((current.len(), current.lines));
-            table = current.next.load(Ordering::Relaxed);
-        }
-        layouts
     }
 
     /// Tables up to `LINES_UP_TO` slots are laid out in lines where a slot's cells fit
@@ -2562,22 +2553,17 @@ mod tests {
             let written = wide.write(me(), spread(k), k, Write::Put([k; 8]), || true);
             assert_eq!(written, Ok(Written::Inserted));
         }
-        let tables = layouts(&t);
+        let (tables, _) = chain(&t);
         assert!(tables.len() > 2, "{tables:?}");
         assert!(
             tables
                 .iter()
-                .all(|&(len, lines)| lines == (len <= LINES_UP_TO)),
+                .all(|&(len, _, lines)| lines == (len <= LINES_UP_TO)),
             "{tables:?}"
         );
-        let tables = layouts(&wide);
-        assert!(tables.iter().all(|&(_, lines)| !lines), "{tables:?}");
-        let out = drained(&t);
-        assert_eq!(out.len() as u64, n);
-        assert!(out
-            .iter()
-            .enumerate()
-            .all(|(i, e)| e.key == i as u64 && e.value == e.key));
+        let (tables, _) = chain(&wide);
+        assert!(tables.iter().all(|&(_, _, lines)| !lines), "{tables:?}");
+        drains_keys_as_values(&t, n);
         let mut out = Vec::new();
         wide.take(&mut out);
         out.sort_by_key(|e| e.key);
@@ -2625,7 +2611,7 @@ mod tests {
         assert!(t.delete(me(), h, &0).is_some());
         assert_eq!(t.get(me(), h, &1), Some(2));
         let (tables, _) = chain(&t);
-        let &(len, _) = tables.last().unwrap();
+        let &(len, _, _) = tables.last().unwrap();
         assert!((len as u64) <= 4 * n, "{tables:?}");
         let out = drained(&t);
         assert_eq!(out.len() as u64, n - 1);
