@@ -38,8 +38,9 @@ fn config() -> ProptestConfig {
     }
 }
 
-/// Keys are few, so that writes collide all the time (12 of them, in most properties).
-type Key = u8;
+/// Keys are few, so that writes collide all the time (12 of them, in most properties);
+/// wide enough for the [`LARGE_FILL`] keys that make a table large.
+type Key = u16;
 type E<V> = Entry<Key, V>;
 
 /// A map value: a unique write id.
@@ -89,12 +90,24 @@ fn version() -> impl Strategy<Value = u64> {
     0..6u64
 }
 
+/// Keys written before the ops of `the_map_matches_the_model_reading_ahead`, from
+/// [`LARGE_FROM`] on: enough for each of two partitions' tables to grow past 16 384 slots,
+/// where `put_all` starts reading ahead of its writes.
+const LARGE_FILL: Key = 30_000;
+/// The first of the [`LARGE_FILL`] keys, above every key of the ops.
+const LARGE_FROM: Key = 1_000;
+
 fn op(keys: Key) -> impl Strategy<Value = Op> {
+    op_with_batches(keys, 6)
+}
+
+/// [`op`], with batches of `put_all` and `put_all_newer` of up to `longest - 1` writes.
+fn op_with_batches(keys: Key, longest: usize) -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => key(keys).prop_map(Op::Put),
         4 => (key(keys), version()).prop_map(|(k, v)| Op::PutNewer(k, v)),
-        1 => prop::collection::vec(key(keys), 0..6).prop_map(Op::PutAll),
-        1 => prop::collection::vec((key(keys), version()), 0..6).prop_map(Op::PutAllNewer),
+        1 => prop::collection::vec(key(keys), 0..longest).prop_map(Op::PutAll),
+        1 => prop::collection::vec((key(keys), version()), 0..longest).prop_map(Op::PutAllNewer),
         2 => key(keys).prop_map(Op::Delete),
         2 => key(keys).prop_map(Op::Get),
         1 => Just(Op::Flush),
@@ -435,6 +448,28 @@ proptest! {
     ) {
         run::<u64>(ops.clone(), partitions, batch_size, None)?;
         run::<Wide>(ops, partitions, batch_size, None)?;
+    }
+}
+
+proptest! {
+    // Fewer cases: each one writes the 30 000 keys of `LARGE_FILL` first.
+    #![proptest_config(ProptestConfig { cases: config().cases / 4, ..config() })]
+
+    /// As `the_map_matches_the_model`, on large tables, where `put_all` and
+    /// `put_all_newer` read eight writes ahead of the one they write: a `put_all` of
+    /// [`LARGE_FILL`] other keys comes first (its tables grow past 16 384 slots midway, so it
+    /// switches to reading ahead), and the batches run up to 39 writes, across the window's
+    /// wrap. The table stays large for the generation after the first flush too, sized for
+    /// the keys of the one before.
+    #[test]
+    fn the_map_matches_the_model_reading_ahead(
+        ops in prop::collection::vec(op_with_batches(FEW_KEYS, 40), 0..60),
+        partitions in 1..=2usize,
+        batch_size in batch_size(),
+    ) {
+        let fill = Op::PutAll((LARGE_FROM..LARGE_FROM + LARGE_FILL).collect());
+        let ops = std::iter::once(fill).chain(ops).collect();
+        run::<u64>(ops, partitions, batch_size, None)?;
     }
 }
 

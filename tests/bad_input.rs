@@ -596,6 +596,127 @@ fn panicking_key_hash_eq_and_value_clone_reach_the_caller_and_leave_the_map_soun
     assert_balanced(m.stats(), 3, 0);
 }
 
+/// Keys written before a `put_all` so that its partitions' tables are large (past 16 384
+/// slots, with two partitions), where it reads eight pairs ahead of the one it writes.
+const LARGE_FILL: u32 = 30_000;
+/// The first of the [`LARGE_FILL`] keys, above the keys the tests write after them.
+const LARGE_FROM: u32 = 1_000;
+
+/// When a key's `Hash` panics in `put_all`, the panic reaches the caller and the pairs
+/// written before it stay: on small tables, every pair before it; on large ones, where
+/// `put_all` hashes each key as it reads it, eight pairs ahead of its write, the pairs at
+/// least eight places before it (the others are dropped unwritten).
+#[test]
+fn a_panicking_hash_in_put_all_keeps_exactly_the_pairs_written_before_it() {
+    let pairs = |bad: u32| {
+        (0..20).map(move |id| {
+            let key = Touchy {
+                bad_hash: id == bad,
+                ..Touchy::good(id)
+            };
+            (key, id)
+        })
+    };
+    for large in [false, true] {
+        let entries = Arc::new(Mutex::new(Vec::new()));
+        let into = Arc::clone(&entries);
+        let m = HashMap::<Touchy, u32>::builder()
+            .partitions(2)
+            .processing_interval(NEVER)
+            .processor(move |batch: Vec<Entry<Touchy, u32>>| {
+                into.lock()
+                    .unwrap()
+                    .extend(batch.into_iter().map(|e| (e.key.id, e.value)))
+            })
+            .start()
+            .expect("valid options");
+        let fill = if large { LARGE_FILL } else { 0 };
+        let filler = (LARGE_FROM..LARGE_FROM + fill).map(|id| (Touchy::good(id), id));
+        m.put_all(filler).expect("running");
+        // Stored before key 15's hash runs: 0..=14 on small tables, 0..=7 on large ones.
+        let kept = if large { 8 } else { 15 };
+        must_panic(|| m.put_all(pairs(15)));
+        assert_eq!(m.len(), fill as usize + kept as usize, "large: {large}");
+        for id in 0..20 {
+            let want = (id < kept).then_some(id);
+            assert_eq!(m.get(&Touchy::good(id)), want, "key {id}, large: {large}");
+        }
+        // Within the first eight: on a large table the panic comes before any write (on a
+        // small one, keys 0..=4 are written again).
+        must_panic(|| m.put_all(pairs(5)));
+        assert_eq!(m.len(), fill as usize + kept as usize, "large: {large}");
+        m.stop().expect("stop");
+        let got = entries.lock().unwrap().len();
+        assert_eq!(got, fill as usize + kept as usize, "large: {large}");
+        assert_balanced(m.stats(), (fill + kept) as u64, 0);
+    }
+}
+
+/// The maps that [`StopKey`]'s `Hash` stops, by index.
+static STOPPED_FROM_HASH: Mutex<Vec<HashMap<StopKey, u32>>> = Mutex::new(Vec::new());
+
+/// A key whose `Hash` stops the map `STOPPED_FROM_HASH[i]` when `stops` is `Some(i)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StopKey {
+    id: u32,
+    stops: Option<usize>,
+}
+
+impl Hash for StopKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        if let Some(map) = self.stops {
+            let map = STOPPED_FROM_HASH.lock().unwrap()[map].clone();
+            map.stop().expect("stop");
+        }
+        self.id.hash(state);
+    }
+}
+
+/// A buffer stopped in the middle of a `put_all`: the error returns every pair not
+/// written, in order (on a large table, the pairs read ahead included), and the processor
+/// got the others.
+#[test]
+fn put_all_stopped_midway_returns_every_pair_not_written_in_order() {
+    for large in [false, true] {
+        let entries = Arc::new(Mutex::new(Vec::new()));
+        let into = Arc::clone(&entries);
+        let m = HashMap::<StopKey, u32>::builder()
+            .partitions(2)
+            .processing_interval(NEVER)
+            .processor(move |batch: Vec<Entry<StopKey, u32>>| {
+                into.lock()
+                    .unwrap()
+                    .extend(batch.into_iter().map(|e| (e.key.id, e.value)))
+            })
+            .start()
+            .expect("valid options");
+        let index = {
+            let mut maps = STOPPED_FROM_HASH.lock().unwrap();
+            maps.push(m.clone());
+            maps.len() - 1
+        };
+        let key = |id: u32| StopKey { id, stops: None };
+        let fill = if large { LARGE_FILL } else { 0 };
+        m.put_all((LARGE_FROM..LARGE_FROM + fill).map(|id| (key(id), id)))
+            .expect("running");
+        let mut pairs: Vec<(StopKey, u32)> = (0..30).map(|id| (key(id), id)).collect();
+        // Hashed as pair 20 is written (small tables), or once pair 12 is (large ones).
+        pairs[20].0.stops = Some(index);
+        let written = if large { 13 } else { 20 };
+        let back = match m.put_all(pairs.clone()) {
+            Err(PushError::Stopped(back)) => back,
+            other => panic!("expected Stopped, got {other:?}"),
+        };
+        assert_eq!(back, pairs[written..], "large: {large}");
+        let mut got = entries.lock().unwrap().clone();
+        got.sort_unstable();
+        let mut want: Vec<(u32, u32)> = (0..written as u32).map(|id| (id, id)).collect();
+        want.extend((LARGE_FROM..LARGE_FROM + fill).map(|id| (id, id)));
+        assert_eq!(got, want, "large: {large}");
+        assert_balanced(m.stats(), want.len() as u64, 0);
+    }
+}
+
 /// The map's processor for `Bomb` values, recording `(key, value id)`.
 type BombEntries = Arc<Mutex<Vec<(u32, u32)>>>;
 

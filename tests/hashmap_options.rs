@@ -239,6 +239,60 @@ fn put_all_past_capacity_accepts_what_fits_and_returns_the_rest_in_order() {
     m.stop().unwrap();
 }
 
+/// Longer than `put_all`'s look-ahead (it reads eight pairs ahead of the one it writes),
+/// over several partitions: the pairs that fit are stored in order (the last write of a key
+/// wins), and the error returns exactly the others, in order.
+#[test]
+fn a_long_put_all_past_capacity_returns_exactly_the_refused_pairs_in_order() {
+    let sink: Sink<E> = Sink::new();
+    let m = HashMap::<u32, u32>::builder()
+        .partitions(3)
+        .capacity(10)
+        .processing_interval(NEVER)
+        .processing_batch_size(BatchSize::Table)
+        .processor(sink.processor())
+        .start()
+        .unwrap();
+    // Keys 0..60, each written twice in a row (a new key, then its overwrite).
+    let pairs: Vec<(u32, u32)> = (0..60).flat_map(|k| [(k, k), (k, k + 1000)]).collect();
+    let refused = match m.put_all(pairs.clone()) {
+        Err(PushError::Full(refused)) => refused,
+        other => panic!("expected Full, got {other:?}"),
+    };
+    // A pair is refused exactly when its key found its partition full: both of its
+    // writes, then. What was stored is the rest, the overwrite winning.
+    let stored: Vec<(u32, u32)> = pairs
+        .iter()
+        .filter(|pair| !refused.contains(pair))
+        .copied()
+        .collect();
+    assert_eq!(stored.len() + refused.len(), pairs.len());
+    let kept: Vec<u32> = stored.iter().step_by(2).map(|&(k, _)| k).collect();
+    assert!(
+        stored.chunks(2).all(|two| two[0].0 == two[1].0),
+        "a key is stored with both of its writes or refused with both: {stored:?}"
+    );
+    assert_eq!(kept.len(), m.len());
+    assert!(
+        kept.len() <= 30,
+        "at most 10 keys per partition: {}",
+        kept.len()
+    );
+    // The refused pairs come back in the order they were given.
+    let positions: Vec<usize> = refused
+        .iter()
+        .map(|pair| pairs.iter().position(|p| p == pair).unwrap())
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    m.flush().unwrap();
+    let mut entries: Vec<(u32, u32)> = sink.items().iter().map(|e| (e.key, e.value)).collect();
+    entries.sort_unstable();
+    let want: Vec<(u32, u32)> = kept.iter().map(|&k| (k, k + 1000)).collect();
+    assert_eq!(entries, want);
+    assert_eq!(m.stats().rejected, 1, "one Full error, one refused write");
+    m.stop().unwrap();
+}
+
 #[test]
 fn capacity_is_per_partition_not_split() {
     let m = HashMap::<u32, u32>::builder()

@@ -4,6 +4,7 @@
 
 pub(crate) mod barrier;
 pub(crate) mod lane;
+pub(crate) mod prefetch;
 pub(crate) mod queue;
 pub(crate) mod shortcut;
 pub(crate) mod staging;
