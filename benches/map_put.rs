@@ -19,7 +19,11 @@
 //!   `HOT_KEYS` keys, concurrently: contention on the same entries.
 //! * `put_distinct_1thread`: one thread inserts `DISTINCT` new keys per chunk into a fresh
 //!   map: growth. `tidefall_flushed` reuses one map drained by `flush` between chunks
-//!   instead, tidefall's steady state (its tables keep the size of the busiest tick).
+//!   instead, tidefall's steady state (its tables keep the size of the busiest tick). The
+//!   same keys in one batch write: `tidefall_put_all` and `tidefall_put_all_flushed`
+//!   (`put_all`), and `mutex_std_extend` (`extend` under one lock). The peers' own steady
+//!   state as buffers, a map emptied by `clear` (which keeps its table), is there too:
+//!   `mutex_std_drained`, `mutex_std_extend_drained`, `dashmap_drained`.
 //! * `put_distinct_2threads`: two threads insert `DISTINCT / 2` new keys each (interleaved)
 //!   into a fresh map.
 //! * `put_hot_1thread_interleaved` and `put_hot_2threads_interleaved`: the peers of the two
@@ -186,6 +190,29 @@ fn one_writer(puts: u64, mut put: impl FnMut(u64)) -> Duration {
     for i in 0..puts {
         put(black_box(i));
     }
+    start.elapsed()
+}
+
+/// The pairs `(i, i)` for `i` in a range, each key passed through `black_box` as in
+/// [`one_writer`]; its length is exact, for `extend` to size the table.
+struct Pairs(std::ops::Range<u64>);
+
+impl Iterator for Pairs {
+    type Item = (u64, u64);
+
+    fn next(&mut self) -> Option<(u64, u64)> {
+        self.0.next().map(|i| (black_box(i), i))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+/// Times one batch write of the pairs `(i, i)` for `i in 0..puts`.
+fn batch_writer(puts: u64, write: impl FnOnce(Pairs)) -> Duration {
+    let start = Instant::now();
+    write(Pairs(0..puts));
     start.elapsed()
 }
 
@@ -409,6 +436,70 @@ fn put_distinct_1thread(c: &mut Criterion) {
         timed
     });
     map.stop().unwrap();
+
+    // The batch writes: tidefall's `put_all` (which reads ahead and fetches the slots of the
+    // keys to come) into a fresh map and into one drained by `flush`, and std's `extend`
+    // under one lock (which sizes the table for the iterator's length first). The
+    // concurrent peers have no batch insert.
+    bench_chunks(g, GROUP_DISTINCT_1, "tidefall_put_all", DISTINCT, || {
+        let map = tidefall_map(1);
+        let timed = batch_writer(DISTINCT, |keys| map.put_all(keys).unwrap());
+        map.stop().unwrap();
+        timed
+    });
+
+    let map = tidefall_map(1);
+    bench_chunks(
+        g,
+        GROUP_DISTINCT_1,
+        "tidefall_put_all_flushed",
+        DISTINCT,
+        || {
+            let timed = batch_writer(DISTINCT, |keys| map.put_all(keys).unwrap());
+            map.flush().unwrap();
+            settle::after_flush();
+            timed
+        },
+    );
+    map.stop().unwrap();
+
+    bench_chunks(g, GROUP_DISTINCT_1, "mutex_std_extend", DISTINCT, || {
+        let map = std_map();
+        batch_writer(DISTINCT, |keys| map.lock().unwrap().extend(keys))
+    });
+
+    // The peers' steady state as buffers, beside `tidefall_flushed`: one map emptied by
+    // `clear` between chunks (untimed), which keeps its table's size.
+    let map = std_map();
+    bench_chunks(g, GROUP_DISTINCT_1, "mutex_std_drained", DISTINCT, || {
+        let timed = one_writer(DISTINCT, |i| {
+            map.lock().unwrap().insert(i, i);
+        });
+        map.lock().unwrap().clear();
+        timed
+    });
+    bench_chunks(
+        g,
+        GROUP_DISTINCT_1,
+        "mutex_std_extend_drained",
+        DISTINCT,
+        || {
+            let timed = batch_writer(DISTINCT, |keys| map.lock().unwrap().extend(keys));
+            map.lock().unwrap().clear();
+            timed
+        },
+    );
+    drop(map);
+
+    let map = dashmap();
+    bench_chunks(g, GROUP_DISTINCT_1, "dashmap_drained", DISTINCT, || {
+        let timed = one_writer(DISTINCT, |i| {
+            map.insert(i, i);
+        });
+        map.clear();
+        timed
+    });
+    drop(map);
 
     bench_chunks(g, GROUP_DISTINCT_1, "dashmap", DISTINCT, || {
         let map = dashmap();
