@@ -400,11 +400,13 @@ where
     /// [`PushError::Stopped`].
     ///
     /// Where many of the keys are new, or their slots are out of the cache, it is faster
-    /// than a loop of `put`s: it reads eight pairs ahead of the one it writes and starts
-    /// fetching their slots, so that their cache misses overlap (a million new keys into a
-    /// drained map: about half the time per key; PERFORMANCE.md). A key's `Hash` runs when
-    /// its pair is read; if it panics, the panic reaches the caller, the pairs at least
-    /// eight places before it are stored, and the others are dropped.
+    /// than a loop of `put`s: once a partition's table is large (past 16 384 slots), it
+    /// reads eight pairs ahead of the one it writes and starts fetching their slots, so
+    /// that their cache misses overlap (a million new keys into a drained map: 0.6 of the
+    /// time per key; PERFORMANCE.md, M3). A key's `Hash` runs when its pair is read. If it
+    /// panics, the panic reaches the caller, and the pairs before it are stored, except,
+    /// on a large table, the seven (or fewer) read ahead of their write, which are dropped
+    /// with the rest.
     ///
     /// ```
     /// use std::time::Duration;
@@ -448,7 +450,8 @@ where
 
     /// Writes every triple `(key, value, version)`, in order, like
     /// [`put_newer`](Self::put_newer); returns how many stored. Refusals are returned like
-    /// [`put_all`](Self::put_all)'s, with their versions.
+    /// [`put_all`](Self::put_all)'s, with their versions; on a large table it reads ahead,
+    /// and a key whose `Hash` panics leaves the triples before it stored, as `put_all` does.
     // The signature is the contract's (SPEC §1); an alias would only hide it in the docs.
     #[allow(clippy::type_complexity)]
     pub fn put_all_newer(
@@ -593,10 +596,10 @@ where
         }
     }
 
-    /// Writes each item ([`BatchItem::write_to`]); returns how many
-    /// stored, or the items not accepted, in order. Once the buffer is stopped, the rest are
-    /// returned without trying them. A `Full` outcome counts as one refused write, on the
-    /// partition that refused first.
+    /// Writes each item ([`BatchItem::write_to`]); returns how many stored, or the items not
+    /// accepted, in order. Once the buffer is stopped, the rest are returned without trying
+    /// them. A `Full` outcome counts as one refused write, on the partition that refused
+    /// first.
     ///
     /// Once a partition's table is large ([`Tables::is_large`], checked at the start and
     /// every [`LOOK_AHEAD_CHECK`] items: a fresh map's table grows during a long call), the

@@ -2587,7 +2587,10 @@ mod tests {
         let (tables, current) = chain(&t);
         assert!(tables.len() > 2, "{tables:?}");
         // Large (for `put_all`'s look-ahead) once its current table is past the limit.
-        assert!(tables[current].0 > LINES_UP_TO && t.is_large(), "{tables:?}");
+        assert!(
+            tables[current].0 > LINES_UP_TO && t.is_large(),
+            "{tables:?}"
+        );
         assert!(
             tables
                 .iter()
