@@ -602,6 +602,31 @@ const LARGE_FILL: u32 = 30_000;
 /// The first of the [`LARGE_FILL`] keys, above the keys the tests write after them.
 const LARGE_FROM: u32 = 1_000;
 
+/// Entries a test's processor got, as two numbers each: `(key, value id)` for `Bomb`
+/// values, `(key id, value)` for [`recording_map`].
+type Recorded = Arc<Mutex<Vec<(u32, u32)>>>;
+
+/// A map of two partitions that drains only when asked, and the entries its processor got,
+/// as `(id(key), value)`.
+fn recording_map<K>(id: fn(&K) -> u32) -> (HashMap<K, u32>, Recorded)
+where
+    K: Hash + Eq + Send + 'static,
+{
+    let entries = Arc::new(Mutex::new(Vec::new()));
+    let into = Arc::clone(&entries);
+    let m = HashMap::<K, u32>::builder()
+        .partitions(2)
+        .processing_interval(NEVER)
+        .processor(move |batch: Vec<Entry<K, u32>>| {
+            into.lock()
+                .unwrap()
+                .extend(batch.into_iter().map(|e| (id(&e.key), e.value)))
+        })
+        .start()
+        .expect("valid options");
+    (m, entries)
+}
+
 /// When a key's `Hash` panics in `put_all`, the panic reaches the caller and the pairs
 /// written before it stay: on small tables, every pair before it; on large ones, where
 /// `put_all` hashes each key as it reads it, eight pairs ahead of its write, the pairs at
@@ -618,18 +643,7 @@ fn a_panicking_hash_in_put_all_keeps_exactly_the_pairs_written_before_it() {
         })
     };
     for large in [false, true] {
-        let entries = Arc::new(Mutex::new(Vec::new()));
-        let into = Arc::clone(&entries);
-        let m = HashMap::<Touchy, u32>::builder()
-            .partitions(2)
-            .processing_interval(NEVER)
-            .processor(move |batch: Vec<Entry<Touchy, u32>>| {
-                into.lock()
-                    .unwrap()
-                    .extend(batch.into_iter().map(|e| (e.key.id, e.value)))
-            })
-            .start()
-            .expect("valid options");
+        let (m, entries) = recording_map(|key: &Touchy| key.id);
         let fill = if large { LARGE_FILL } else { 0 };
         let filler = (LARGE_FROM..LARGE_FROM + fill).map(|id| (Touchy::good(id), id));
         m.put_all(filler).expect("running");
@@ -678,18 +692,7 @@ impl Hash for StopKey {
 #[test]
 fn put_all_stopped_midway_returns_every_pair_not_written_in_order() {
     for large in [false, true] {
-        let entries = Arc::new(Mutex::new(Vec::new()));
-        let into = Arc::clone(&entries);
-        let m = HashMap::<StopKey, u32>::builder()
-            .partitions(2)
-            .processing_interval(NEVER)
-            .processor(move |batch: Vec<Entry<StopKey, u32>>| {
-                into.lock()
-                    .unwrap()
-                    .extend(batch.into_iter().map(|e| (e.key.id, e.value)))
-            })
-            .start()
-            .expect("valid options");
+        let (m, entries) = recording_map(|key: &StopKey| key.id);
         let index = {
             let mut maps = STOPPED_FROM_HASH.lock().unwrap();
             maps.push(m.clone());
@@ -717,11 +720,10 @@ fn put_all_stopped_midway_returns_every_pair_not_written_in_order() {
     }
 }
 
-/// The map's processor for `Bomb` values, recording `(key, value id)`.
-type BombEntries = Arc<Mutex<Vec<(u32, u32)>>>;
-
-fn bomb_map(capacity: usize) -> (HashMap<u32, Bomb>, BombEntries) {
-    let entries: BombEntries = Arc::default();
+/// A map of one partition with `capacity` for `Bomb` values, and the entries its processor
+/// got, as `(key, value id)`.
+fn bomb_map(capacity: usize) -> (HashMap<u32, Bomb>, Recorded) {
+    let entries: Recorded = Arc::default();
     let into = Arc::clone(&entries);
     let m = HashMap::<u32, Bomb>::builder()
         .partitions(1)
