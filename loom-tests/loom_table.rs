@@ -26,9 +26,10 @@
 //! write in progress) and a second writer (which shares the store for good the same way)
 //! must not overlap them. Models 7 and 8 race an owner write with a sharer and with the
 //! tick, model 9 with the tick after the owner's own growth (its view of the side's current
-//! table), model 10 with the tick that resets a side for reuse; the other models' first
-//! writers own their stores too, so their inserts and growth run as owner writes where the
-//! model has one writer.
+//! table), model 10 with the tick that resets a side for reuse, models 11 and 12 the owner's
+//! migration (its slots moved as owner writes) with the tick and with a sharer; the other
+//! models' first writers own their stores too, so their inserts and growth run as owner
+//! writes where the model has one writer.
 //!
 //! Every model checks real outcomes: the write results (`Inserted` / `Replaced` / `Ignored`),
 //! the exact drained entries (key, value, version, `updates`), that a key is drained once
@@ -594,5 +595,59 @@ fn owner_insert_racing_the_reuse_of_a_side() {
             assert_eq!(drained[1], [(3, 4, 0, 0)]);
         }
         finish(store, vec![first, second, third], &ledger, &[1, 2, 3, 4]);
+    });
+}
+
+/// Model 11, the owner's migration racing the tick: the main thread owns the store (it
+/// stored key 10) and inserts key 1, which takes the first table past its threshold, so the
+/// owner links the next table and moves the slots as owner writes, one slot per write under
+/// loom, while a second thread takes. The taker waits for the owner write in progress; the
+/// owner stops at the next run once it loads the new generation word, leaving what has not
+/// moved for the taker, or inserts key 1 in the next generation. Key 10 is drained in the
+/// first take, key 1 exactly once in either, and loom checks the taker's reads of the
+/// moved cells against the owner's unlocked copies.
+#[test]
+fn owner_migration_racing_the_tick() {
+    model(Some(3), || {
+        let ledger = Ledger::new();
+        let store = Arc::new(Store::new());
+        store_key_10(&store, &ledger);
+        let taker = spawn(&store, take);
+        insert(&store, &ledger, hash(1, 3), 1, 1);
+        let first = taker.join().expect("taker");
+        let second = take(&store);
+        let (a, b) = (summary(&first), summary(&second));
+        assert!(a.contains(&(10, 10, 0, 0)), "{a:?} / {b:?}");
+        let mut all: Vec<_> = a.iter().chain(b.iter()).copied().collect();
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            vec![(1, 1, 0, 0), (10, 10, 0, 0)],
+            "drains {a:?} / {b:?}"
+        );
+        finish(store, vec![first, second], &ledger, &[1, 10]);
+    });
+}
+
+/// Model 12, the owner's migration racing a sharer: the main thread owns the store (it
+/// stored key 10) and inserts key 1, which grows the table and moves its slots as owner
+/// writes, while a second thread replaces key 10, which shares the store. The sharer waits
+/// for the owner write in progress; the owner's next run then finds the store shared and
+/// moves the remaining slots with locks, as any migrator does. The replacement finds key 10
+/// where it is, moved or not: key 10 is drained once with the sharer's value, key 1 once,
+/// and loom checks the owner's unlocked copies against the sharer's locked accesses.
+#[test]
+fn owner_migration_racing_a_sharer() {
+    model(Some(3), || {
+        let ledger = Ledger::new();
+        let store = Arc::new(Store::new());
+        store_key_10(&store, &ledger);
+        let sharer = spawn_put(&store, &ledger, hash(0, 1), 10, 11);
+        insert(&store, &ledger, hash(1, 3), 1, 1);
+        assert_eq!(sharer.join().expect("sharer"), Ok(Written::Replaced));
+        assert_eq!(store.len(), 2);
+        let out = take(&store);
+        assert_eq!(summary(&out), vec![(1, 1, 0, 0), (10, 11, 0, 0)]);
+        finish(store, vec![out], &ledger, &[1, 10, 11]);
     });
 }

@@ -107,9 +107,10 @@
 //! stores: no slot lock, no claim CAS, no read-modify-write of the table's counter. The
 //! read-modify-writes it saves are most of a write's cost (the M1 bench: 17 ns per put with
 //! the slot lock, 12 without at the time; M3 on a drained map: 105 ns per insert with the
-//! claim CAS and the counter's `lock xadd`, 81 without). Everything else the owner does
-//! (the general path of [`Tables::find`], growth, `get`, `delete`) takes slot locks as a
-//! shared write does, which is safe beside its own owner writes since it is one thread.
+//! claim CAS and the counter's `lock xadd`, 81 without). Growth after an owner insert moves
+//! the slots in owner writes too (see *Growth*). Everything else the owner does (the general
+//! path of [`Tables::find`], `get`, `delete`) takes slot locks as a shared write does, which
+//! is safe beside its own owner writes since it is one thread.
 //!
 //! An owner write is bracketed by the owner's write counter `busy`, odd while it runs: the
 //! owner stores it odd, runs the light side of the asymmetric fence pair
@@ -167,6 +168,14 @@
 //! however often the side grew. If the generation ends during a migration (the migrator
 //! finds a slot or the next table sealed), the migrator releases the slot it holds unchanged
 //! and stops: what has not moved is drained from where it is.
+//!
+//! The owner of an owned store migrates after its own insert without those locks: it moves
+//! the slots in runs of [`OWNER_RUN`], each run an owner write (see *Owner writes*), in
+//! which no other thread touches the slots and the taker does not seal them, with the same
+//! states stored in the same order by plain stores. Each run starts by checking the
+//! generation word (a run that finds it changed stops the migration, as a sealed slot
+//! does) and that the store is still owned (once it is shared, the remaining slots move
+//! with locks). A taker or sharer thus waits for one run at most, not for the migration.
 //!
 //! # The tick
 //!
@@ -710,6 +719,20 @@ impl Drop for OwnerWrite<'_> {
         self.busy.store(self.end, Ordering::Release);
     }
 }
+
+/// What a migration has moved: keys with a value moved out of the old table, and those of
+/// them placed in the table it links to (the rest landed in a table after it, which counts
+/// them at once).
+#[derive(Default)]
+struct Moved {
+    all: u64,
+    to_target: u64,
+}
+
+/// Slots the owner's migration moves per owner write ([`Tables::move_owned`]): the longest
+/// a taker or sharer waits for it is one such run, a few microseconds. One under loom, so
+/// that the models interleave a tick or a sharer with every slot's move.
+const OWNER_RUN: usize = if cfg!(loom) { 1 } else { 256 };
 
 /// A slot claimed for a moved key (see [`Tables::place`]): the claim, the slot's cells and
 /// the table that holds it.
@@ -1261,10 +1284,11 @@ impl<K: Eq, V> Tables<K, V> {
                     word.store(stored, Ordering::Release);
                     drop(owner_write);
                     if live > grows_past(table.len()) {
-                        // Outside the owner write: a migration may take long, and the taker
-                        // must not wait for it. It advances `current` (see `View`).
+                        // Outside this owner write: a migration may take long, and the taker
+                        // must not wait for all of it (it moves the slots in short owner
+                        // writes of its own). It advances `current` (see `View`).
                         self.forget_view();
-                        self.grow(table, stamp);
+                        self.grow(table, stamp, Access::Owner);
                     }
                     return Fast::Written(Written::Inserted);
                 }
@@ -1359,7 +1383,7 @@ impl<K: Eq, V> Tables<K, V> {
         held.release(state);
         if live > grows_past(table.len()) {
             // After the release: the migration locks every slot, this one included.
-            self.grow(table, state & STAMP_MASK);
+            self.grow(table, state & STAMP_MASK, Access::Shared);
         }
     }
 
@@ -1726,16 +1750,17 @@ impl<K: Eq, V> Tables<K, V> {
                 .compare_exchange(link, link | LOCKED, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
-                return Next::Table(self.link_and_migrate(table, stamp));
+                return Next::Table(self.link_and_migrate(table, stamp, Access::Shared));
             }
         }
     }
 
     /// Links the next table after `table` and migrates `table` into it, unless it is linked
     /// (or being linked) already or its generation has ended. Called by a writer after its
-    /// insert took `table` past [`grows_past`].
+    /// insert took `table` past [`grows_past`]; `Access::Owner` when that was the owner's
+    /// insert (see [`Tables::migrate`]).
     #[cold]
-    fn grow(&self, table: &Table<K, V>, stamp: u64) {
+    fn grow(&self, table: &Table<K, V>, stamp: u64, access: Access) {
         // Acquire: orders this thread after the link word's earlier holders, as in
         // `next_table`.
         if table
@@ -1743,14 +1768,19 @@ impl<K: Eq, V> Tables<K, V> {
             .compare_exchange(stamp, stamp | LOCKED, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
-            self.link_and_migrate(table, stamp);
+            self.link_and_migrate(table, stamp, access);
         }
     }
 
     /// With `table`'s link locked by this thread: links a table twice as big after it,
     /// migrates every slot of `table` into it, and returns it.
     #[cold]
-    fn link_and_migrate(&self, table: &Table<K, V>, stamp: u64) -> *mut Table<K, V> {
+    fn link_and_migrate(
+        &self,
+        table: &Table<K, V>,
+        stamp: u64,
+        access: Access,
+    ) -> *mut Table<K, V> {
         let next = Box::into_raw(Table::new(table.len() * 2, stamp));
         // Release: pairs with the Acquire loads of `next` by writers, the migrator and `len`,
         // publishing the new table's initialization.
@@ -1758,120 +1788,31 @@ impl<K: Eq, V> Tables<K, V> {
         // Release: pairs with the Acquire load of `link` by writers and with the taker's
         // Acquire seal CAS, ordering `next` before the linked state.
         table.link.store(stamp | KEYED, Ordering::Release);
-        self.migrate(table, next, stamp);
+        self.migrate(table, next, stamp, access);
         next
     }
 
     /// Moves every slot of `from` (linked, by this thread, to `to`) in the generation with
     /// `stamp`: see the module docs. Stops early, leaving the rest where it is for the
     /// taker, if the generation ends.
+    ///
+    /// With `Access::Owner` (the owner grows after its own insert) it moves the slots as
+    /// owner writes first ([`Tables::move_owned`]), and locks them one by one only from where
+    /// that stops, if the store is shared meanwhile.
     #[cold]
-    fn migrate(&self, from: &Table<K, V>, to: *mut Table<K, V>, stamp: u64) {
-        // Keys with a value moved out of `from`, and those of them placed in `to` (the rest
-        // landed in a table after it, which counts them at once).
-        let mut moved = 0u64;
-        let mut moved_to_target = 0u64;
-        let complete = 'slots: {
-            for (state, cells) in from.slots() {
-                let mut step = 0;
-                loop {
-                    // Acquire: pairs with the Release store of the slot's last holder (its
-                    // cells are reached through the Acquire CAS below) and with the taker's
-                    // seal (stale generations are not migrated).
-                    let current = state.load(Ordering::Acquire);
-                    if current & STAMP_MASK != stamp || current & SEALED != 0 {
-                        break 'slots false;
-                    }
-                    if current & MOVED != 0 {
-                        break;
-                    }
-                    if current & LOCKED != 0 {
-                        spin_wait(&mut step);
-                        continue;
-                    }
-                    if current & KEYED == 0 {
-                        // Release: as a writer's move of an empty slot (see `probe`).
-                        if state
-                            .compare_exchange(
-                                current,
-                                stamp | MOVED,
-                                Ordering::Release,
-                                Ordering::Relaxed,
-                            )
-                            .is_ok()
-                        {
-                            break;
-                        }
-                        continue;
-                    }
-                    // Acquire: pairs with the Release store of the slot's last holder, so its
-                    // key and value writes are seen.
-                    if state
-                        .compare_exchange(
-                            current,
-                            current | LOCKED,
-                            Ordering::Acquire,
-                            Ordering::Relaxed,
-                        )
-                        .is_err()
-                    {
-                        continue;
-                    }
-                    let held = Held {
-                        state,
-                        restore: current,
-                    };
-                    // SAFETY: this thread holds the slot and its key cell is initialized
-                    // (`KEYED`).
-                    let hash = unsafe { cells.key.with_mut(|cell| (*cell).assume_init_ref().hash) };
-                    let Some((placed, into, landed)) = self.place(to, hash, stamp) else {
-                        // The generation ended: `held` releases the slot unchanged.
-                        break 'slots false;
-                    };
-                    // SAFETY: (1) this thread holds both slots: the source locked, with its
-                    // key (and, with `VALUE`, value) cells initialized, and the destination
-                    // claimed, with uninitialized cells; (2) the cells are moved by copying
-                    // them, and the source's state below says they are uninitialized, so
-                    // each is read (and dropped) once, from the destination.
-                    unsafe {
-                        cells.key.with_mut(|source| {
-                            into.key
-                                .with_mut(|dest| ptr::copy_nonoverlapping(source, dest, 1))
-                        });
-                        if current & VALUE != 0 {
-                            cells.record.with_mut(|source| {
-                                into.record
-                                    .with_mut(|dest| ptr::copy_nonoverlapping(source, dest, 1))
-                            });
-                        }
-                    }
-                    if current & VALUE != 0 {
-                        moved += 1;
-                        if ptr::eq(landed, to) {
-                            moved_to_target += 1;
-                        } else {
-                            // Relaxed: a count (see `len`), counted in the table that holds
-                            // the key: `to` filled up and linked another meanwhile, and once
-                            // `to` is migrated in turn, `len` no longer sums it. Before the
-                            // release, so that a migrator of `landed` that moves this key
-                            // subtracts it after this addition (the slot orders them).
-                            landed.live.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    // The new slot first: a writer that finds the old one moved must find the
-                    // key in the new table.
-                    placed.release(stamp | (current & (TAG_MASK | KEYED | VALUE)));
-                    held.release(stamp | MOVED);
-                    break;
-                }
-            }
-            true
+    fn migrate(&self, from: &Table<K, V>, to: *mut Table<K, V>, stamp: u64, access: Access) {
+        let mut moved = Moved::default();
+        let start = match access {
+            Access::Owner => self.move_owned(from, to, stamp, &mut moved),
+            Access::Shared => Some(0),
         };
+        let complete =
+            start.is_some_and(|start| self.move_locked(from, to, stamp, start, &mut moved));
         // SAFETY: a linked `next` lives until `Drop`.
         let into = unsafe { &*to };
         // Relaxed (both): counts (see `len`).
-        into.live.fetch_add(moved_to_target, Ordering::Relaxed);
-        from.live.fetch_sub(moved, Ordering::Relaxed);
+        into.live.fetch_add(moved.to_target, Ordering::Relaxed);
+        from.live.fetch_sub(moved.all, Ordering::Relaxed);
         // Release: pairs with the Acquire load of the link in `advance`, `len` and the
         // taker's seal, ordering the counts and every move above before it.
         if complete
@@ -1887,6 +1828,206 @@ impl<K: Eq, V> Tables<K, V> {
         {
             self.advance(stamp);
         }
+    }
+
+    /// The owner's migration of `from` into `to` (linked by this thread after its own
+    /// insert, in the generation with `stamp`): runs of [`OWNER_RUN`] slots, each run an
+    /// owner write (see *Owner writes*), moved with plain loads and stores. Within an owner
+    /// write no other thread touches the store's slots and the taker does not seal them, so
+    /// the two CASes a locked move takes per key (lock the old slot, claim the new one)
+    /// guard against nothing; they were two thirds of a fresh map's migration (PERFORMANCE.md,
+    /// "The owner's migration").
+    ///
+    /// Returns the first slot left for [`Tables::move_locked`] (`from.len()` when every slot
+    /// has moved): where the store turned out shared, or a slot or the new table was not as
+    /// only this thread leaves them. `None` if the generation ended: what has not moved is
+    /// drained where it is, as after a locked migration that finds its generation sealed.
+    fn move_owned(
+        &self,
+        from: &Table<K, V>,
+        to: *mut Table<K, V>,
+        stamp: u64,
+        moved: &mut Moved,
+    ) -> Option<usize> {
+        // SAFETY: a linked `next` lives until `Drop`.
+        let into = unsafe { &*to };
+        let mut index = 0;
+        while index < from.len() {
+            // Ends the owner write when dropped, at the end of the run or at a return.
+            let Some(_write) = self.begin_owned() else {
+                return Some(index);
+            };
+            // Acquire: as in `write_fast`; it also orders the taker's reset of the slots of
+            // this side (`prepare`, before its Release store of the word) before the loads
+            // below.
+            if stamp_of(self.head.word.load(Ordering::Acquire)) != stamp {
+                return None;
+            }
+            let end = (index + OWNER_RUN).min(from.len());
+            while index < end {
+                let state = from.state_at(index);
+                // Relaxed: since the taker's reset (ordered above), only this thread has
+                // stored to the slot: the store has had no other writer.
+                let current = state.load(Ordering::Relaxed);
+                if current & !(TAG_MASK | KEYED | VALUE) != stamp {
+                    // Locked, moved, sealed or of another generation: not what an owned
+                    // store's linked table holds, so the locked moves take it from here.
+                    return Some(index);
+                }
+                if current & KEYED != 0 {
+                    let cells = from.cells_at(index);
+                    // SAFETY: in an owner write no other thread touches the slot, and its key
+                    // cell is initialized (`KEYED`).
+                    let hash = unsafe { cells.key.with_mut(|cell| (*cell).assume_init_ref().hash) };
+                    let Some(slot) = owned_empty_slot(into, stamp, hash) else {
+                        return Some(index);
+                    };
+                    let into_cells = into.cells_at(slot);
+                    // SAFETY: (1) in an owner write no other thread touches either slot; the
+                    // source's key (and, with `VALUE`, value) cells are initialized, the
+                    // empty destination's are not; (2) the cells are moved by copying them,
+                    // and the source's moved state below says they are uninitialized, so
+                    // each is read (and dropped) once, from the destination.
+                    unsafe {
+                        cells.key.with_mut(|source| {
+                            into_cells
+                                .key
+                                .with_mut(|dest| ptr::copy_nonoverlapping(source, dest, 1))
+                        });
+                        if current & VALUE != 0 {
+                            cells.record.with_mut(|source| {
+                                into_cells
+                                    .record
+                                    .with_mut(|dest| ptr::copy_nonoverlapping(source, dest, 1))
+                            });
+                        }
+                    }
+                    if current & VALUE != 0 {
+                        moved.all += 1;
+                        moved.to_target += 1;
+                    }
+                    // Release (both): as the releases of a locked move, which these states
+                    // are: they pair with the Acquire CAS or load of whoever takes or reads
+                    // the slot next (the taker's seal, a writer), publishing the cells; the
+                    // new slot first, as there.
+                    into.state_at(slot).store(
+                        stamp | (current & (TAG_MASK | KEYED | VALUE)),
+                        Ordering::Release,
+                    );
+                }
+                // Release: as above (an empty slot: as a writer's move of it, see `probe`).
+                state.store(stamp | MOVED, Ordering::Release);
+                index += 1;
+            }
+        }
+        Some(index)
+    }
+
+    /// Moves slots `start..` of `from` (linked to `to`) in the generation with `stamp`, each
+    /// locked as a writer locks it; `false` if the generation ended first.
+    fn move_locked(
+        &self,
+        from: &Table<K, V>,
+        to: *mut Table<K, V>,
+        stamp: u64,
+        start: usize,
+        moved: &mut Moved,
+    ) -> bool {
+        for index in start..from.len() {
+            let (state, cells) = (from.state_at(index), from.cells_at(index));
+            let mut step = 0;
+            loop {
+                // Acquire: pairs with the Release store of the slot's last holder (its
+                // cells are reached through the Acquire CAS below) and with the taker's
+                // seal (stale generations are not migrated).
+                let current = state.load(Ordering::Acquire);
+                if current & STAMP_MASK != stamp || current & SEALED != 0 {
+                    return false;
+                }
+                if current & MOVED != 0 {
+                    break;
+                }
+                if current & LOCKED != 0 {
+                    spin_wait(&mut step);
+                    continue;
+                }
+                if current & KEYED == 0 {
+                    // Release: as a writer's move of an empty slot (see `probe`).
+                    if state
+                        .compare_exchange(
+                            current,
+                            stamp | MOVED,
+                            Ordering::Release,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
+                    {
+                        break;
+                    }
+                    continue;
+                }
+                // Acquire: pairs with the Release store of the slot's last holder, so its
+                // key and value writes are seen.
+                if state
+                    .compare_exchange(
+                        current,
+                        current | LOCKED,
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_err()
+                {
+                    continue;
+                }
+                let held = Held {
+                    state,
+                    restore: current,
+                };
+                // SAFETY: this thread holds the slot and its key cell is initialized
+                // (`KEYED`).
+                let hash = unsafe { cells.key.with_mut(|cell| (*cell).assume_init_ref().hash) };
+                let Some((placed, into, landed)) = self.place(to, hash, stamp) else {
+                    // The generation ended: `held` releases the slot unchanged.
+                    return false;
+                };
+                // SAFETY: (1) this thread holds both slots: the source locked, with its
+                // key (and, with `VALUE`, value) cells initialized, and the destination
+                // claimed, with uninitialized cells; (2) the cells are moved by copying
+                // them, and the source's state below says they are uninitialized, so
+                // each is read (and dropped) once, from the destination.
+                unsafe {
+                    cells.key.with_mut(|source| {
+                        into.key
+                            .with_mut(|dest| ptr::copy_nonoverlapping(source, dest, 1))
+                    });
+                    if current & VALUE != 0 {
+                        cells.record.with_mut(|source| {
+                            into.record
+                                .with_mut(|dest| ptr::copy_nonoverlapping(source, dest, 1))
+                        });
+                    }
+                }
+                if current & VALUE != 0 {
+                    moved.all += 1;
+                    if ptr::eq(landed, to) {
+                        moved.to_target += 1;
+                    } else {
+                        // Relaxed: a count (see `len`), counted in the table that holds
+                        // the key: `to` filled up and linked another meanwhile, and once
+                        // `to` is migrated in turn, `len` no longer sums it. Before the
+                        // release, so that a migrator of `landed` that moves this key
+                        // subtracts it after this addition (the slot orders them).
+                        landed.live.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                // The new slot first: a writer that finds the old one moved must find the
+                // key in the new table.
+                placed.release(stamp | (current & (TAG_MASK | KEYED | VALUE)));
+                held.release(stamp | MOVED);
+                break;
+            }
+        }
+        true
     }
 
     /// Claims an empty slot for a moved key with `hash` in `to` or a table after it, in the
@@ -1943,6 +2084,29 @@ impl<K: Eq, V> Tables<K, V> {
             }
         }
     }
+}
+
+/// The first empty slot of a probe for a moved key with `hash` in `table`, in the generation
+/// with `stamp`, for the owner's migration ([`Tables::move_owned`]), which runs as an owner
+/// write: the probe passes keyed slots and stops at the first empty one, with plain loads.
+/// `None` at a slot that is neither (locked, moved, sealed or of another generation), which
+/// a table only this thread writes does not hold, or when the table is full.
+fn owned_empty_slot<K, V>(table: &Table<K, V>, stamp: u64, hash: u64) -> Option<usize> {
+    let mut index = hash as usize;
+    for _ in 0..table.len() {
+        // Relaxed: in an owner write only this thread stores to the table's slots since the
+        // taker reset them (ordered by the caller's Acquire load of the generation word), or
+        // since this thread made the table.
+        let state = table.state_at(index).load(Ordering::Relaxed);
+        if state == stamp {
+            return Some(index);
+        }
+        if state & !(TAG_MASK | VALUE) != stamp | KEYED {
+            return None;
+        }
+        index = index.wrapping_add(1);
+    }
+    None
 }
 
 /// Probes `table` for `key` (or, with `None`, for an empty slot for a moved key with
