@@ -53,6 +53,8 @@ use tidefall::{BatchSize, DefaultHashBuilder, Entry, HashMap};
 
 #[path = "common/interleaved.rs"]
 mod interleaved;
+#[path = "common/pin.rs"]
+mod pin;
 #[path = "common/settle.rs"]
 mod settle;
 
@@ -147,9 +149,10 @@ fn bench_chunks(
     );
 }
 
-/// Runs `put(t, i)` for `i in 0..per_thread` on two scoped threads `t = 0, 1`, released
-/// together by a barrier; returns the span from the first thread's start to the last one's
-/// end (spawning and joining are not timed; see `benches/queue_push.rs`).
+/// Runs `put(t, i)` for `i in 0..per_thread` on two scoped threads `t = 0, 1`, each pinned to
+/// a CPU of its own (`benches/common/pin.rs`) and released together by a barrier; returns the
+/// span from the first thread's start to the last one's end (spawning and joining are not
+/// timed; see `benches/queue_push.rs`).
 fn two_writers(per_thread: u64, put: impl Fn(u64, u64) + Sync) -> Duration {
     two_writers_with(per_thread, || (), |(), t, i| put(t, i))
 }
@@ -167,6 +170,7 @@ fn two_writers_with<G>(
             .map(|t| {
                 let (barrier, state, put) = (&barrier, &state, &put);
                 s.spawn(move || {
+                    pin::writer_to_own_cpu(t as usize);
                     let state = state();
                     barrier.wait();
                     let start = Instant::now();

@@ -51,6 +51,8 @@ use tidefall::{BatchSize, Queue};
 
 #[path = "common/interleaved.rs"]
 mod interleaved;
+#[path = "common/pin.rs"]
+mod pin;
 #[path = "common/settle.rs"]
 mod settle;
 
@@ -298,8 +300,8 @@ fn push_1thread(c: &mut Criterion) {
     print_ratios(GROUP_1THREAD);
 }
 
-/// Runs `run` with two producer threads that live as long as it does. Each one makes its
-/// own state with `state`, then, for every call of the chunk function `run` is given: calls
+/// Runs `run` with two producer threads that live as long as it does, each pinned to a CPU
+/// of its own (`benches/common/pin.rs`). Each one makes its own state with `state`, then, for every call of the chunk function `run` is given: calls
 /// `reset` on its state (untimed), pushes items `0..PER_THREAD` with `push` (timed), and
 /// waits for the next chunk. The chunk function releases both threads through a barrier and
 /// returns the span from the first thread's start to the last one's end, timestamps taken
@@ -335,10 +337,11 @@ fn with_two_producers<S, R>(
     let stop = AtomicBool::new(false);
     let spans: [Mutex<Option<(Instant, Instant)>>; 2] = Default::default();
     thread::scope(|s| {
-        for span in &spans {
+        for (writer, span) in spans.iter().enumerate() {
             let (go, done, stop) = (&go, &done, &stop);
             let (state, reset, push) = (&state, &reset, &push);
             s.spawn(move || {
+                pin::writer_to_own_cpu(writer);
                 let mut mine = state();
                 loop {
                     reset(&mut mine);
