@@ -406,6 +406,32 @@ impl<K, V> Cells<K, V> {
             record: UnsafeCell::new(MaybeUninit::uninit()),
         }
     }
+
+    /// Moves this slot's key, and its record when `with_value`, into `dest`'s cells by
+    /// copying them (a migration's move of a key to its slot in the next table).
+    ///
+    /// # Safety
+    ///
+    /// No other thread accesses either slot's cells meanwhile; this slot's key cell (and,
+    /// with `with_value`, record cell) is initialized and `dest`'s are not; and the caller
+    /// then treats this slot's cells as uninitialized (its state says moved), so that each
+    /// value is read and dropped once, from `dest`.
+    unsafe fn move_to(&self, dest: &Self, with_value: bool) {
+        // SAFETY: the contract: both cells are this thread's alone, the source initialized
+        // and the destination not, and the source is never read again.
+        unsafe {
+            self.key.with_mut(|source| {
+                dest.key
+                    .with_mut(|to| ptr::copy_nonoverlapping(source, to, 1))
+            });
+            if with_value {
+                self.record.with_mut(|source| {
+                    dest.record
+                        .with_mut(|to| ptr::copy_nonoverlapping(source, to, 1))
+                });
+            }
+        }
+    }
 }
 
 impl<K, V> Table<K, V> {
@@ -1882,26 +1908,11 @@ impl<K: Eq, V> Tables<K, V> {
                     let Some(slot) = owned_empty_slot(into, stamp, hash) else {
                         return Some(index);
                     };
-                    let into_cells = into.cells_at(slot);
-                    // SAFETY: (1) in an owner write no other thread touches either slot; the
-                    // source's key (and, with `VALUE`, value) cells are initialized, the
-                    // empty destination's are not; (2) the cells are moved by copying them,
-                    // and the source's moved state below says they are uninitialized, so
-                    // each is read (and dropped) once, from the destination.
-                    unsafe {
-                        cells.key.with_mut(|source| {
-                            into_cells
-                                .key
-                                .with_mut(|dest| ptr::copy_nonoverlapping(source, dest, 1))
-                        });
-                        if current & VALUE != 0 {
-                            cells.record.with_mut(|source| {
-                                into_cells
-                                    .record
-                                    .with_mut(|dest| ptr::copy_nonoverlapping(source, dest, 1))
-                            });
-                        }
-                    }
+                    // SAFETY: in an owner write no other thread touches either slot's cells;
+                    // the source's key (and, with `VALUE`, value) cells are initialized, the
+                    // empty destination's are not; the source's moved state below says its
+                    // cells are uninitialized.
+                    unsafe { cells.move_to(into.cells_at(slot), current & VALUE != 0) };
                     if current & VALUE != 0 {
                         moved.all += 1;
                         moved.to_target += 1;
@@ -1990,23 +2001,11 @@ impl<K: Eq, V> Tables<K, V> {
                     // The generation ended: `held` releases the slot unchanged.
                     return false;
                 };
-                // SAFETY: (1) this thread holds both slots: the source locked, with its
-                // key (and, with `VALUE`, value) cells initialized, and the destination
-                // claimed, with uninitialized cells; (2) the cells are moved by copying
-                // them, and the source's state below says they are uninitialized, so
-                // each is read (and dropped) once, from the destination.
-                unsafe {
-                    cells.key.with_mut(|source| {
-                        into.key
-                            .with_mut(|dest| ptr::copy_nonoverlapping(source, dest, 1))
-                    });
-                    if current & VALUE != 0 {
-                        cells.record.with_mut(|source| {
-                            into.record
-                                .with_mut(|dest| ptr::copy_nonoverlapping(source, dest, 1))
-                        });
-                    }
-                }
+                // SAFETY: this thread holds both slots (the source locked, the destination
+                // claimed), so no other thread touches their cells; the source's key (and,
+                // with `VALUE`, value) cells are initialized, the claimed destination's are
+                // not; the source's moved state below says its cells are uninitialized.
+                unsafe { cells.move_to(into, current & VALUE != 0) };
                 if current & VALUE != 0 {
                     moved.all += 1;
                     if ptr::eq(landed, to) {
