@@ -3,8 +3,8 @@
 //! primitive comes from [`crate::sync`] so loom can check it.
 
 pub(crate) mod barrier;
+pub(crate) mod cache_hint;
 pub(crate) mod lane;
-pub(crate) mod prefetch;
 pub(crate) mod queue;
 pub(crate) mod shortcut;
 pub(crate) mod staging;

@@ -233,6 +233,7 @@ use std::borrow::Borrow;
 use crossbeam_utils::CachePadded;
 
 use super::barrier::{self, Light};
+use super::cache_hint;
 use crate::entry::Entry;
 use crate::sync::{spin_wait, wait_for_holder, AtomicPtr, AtomicU64, Mutex, Ordering, UnsafeCell};
 
@@ -521,6 +522,20 @@ impl<K, V> Table<K, V> {
     #[inline(always)]
     fn len(&self) -> usize {
         self.mask + 1
+    }
+
+    /// Demotes a table in lines out of this core's caches (see [`cache_hint::demote`]),
+    /// once the taker has reset it for the next generation, whose writers store into its
+    /// lines next. A hot set's table is small enough to be in lines and in the taker's
+    /// caches after its reset, and each writer's first store to a slot would take the
+    /// slot's line from the taker's core (M1's loop, a drained map: PERFORMANCE.md, "Blocks
+    /// demoted on their way back"). A table in arrays is larger than those caches: its
+    /// lines are mostly gone from them already, and demoting millions of them would make
+    /// the tick longer for nothing (M3's loop measured the same with it).
+    fn demote_lines(&self) {
+        if self.lines {
+            cache_hint::demote(self.states_at.cast::<Line<K, V>>(), self.len());
+        }
     }
 }
 
@@ -921,9 +936,9 @@ impl<K: Eq, V> Tables<K, V> {
         // a useless prefetch, nothing more.
         let word = self.head.word.load(Ordering::Relaxed);
         let table = self.current_table(word);
-        super::prefetch::for_write(table.state_at(hash as usize));
+        cache_hint::for_write(table.state_at(hash as usize));
         if !table.lines {
-            super::prefetch::for_write(table.cells_at(hash as usize));
+            cache_hint::for_write(table.cells_at(hash as usize));
         }
     }
 
@@ -1613,6 +1628,8 @@ impl<K: Eq, V> Tables<K, V> {
             taker.retired.push(last);
             Box::into_raw(Table::new(want, stamp))
         };
+        // SAFETY: as above, for the table just reset or made.
+        unsafe { &*first }.demote_lines();
         // Release (both): pairs with the Acquire load of `current` by writers (and of
         // `first` by takers), including stale writers that are not ordered after the
         // generation word's store, so a new table is seen initialized.
