@@ -23,7 +23,9 @@
 //!   same keys in one batch write: `tidefall_put_all` and `tidefall_put_all_flushed`
 //!   (`put_all`), and `mutex_std_extend` (`extend` under one lock). The peers' own steady
 //!   state as buffers, a map emptied by `clear` (which keeps its table), is there too:
-//!   `mutex_std_drained`, `mutex_std_extend_drained`, `dashmap_drained`.
+//!   `mutex_std_drained`, `mutex_std_extend_drained`, `dashmap_drained`. So are two floors
+//!   of the drained insert, as in `put_hot_1thread`: `floor_slots_drained` and
+//!   `floor_std_unlocked_drained`.
 //! * `put_distinct_2threads`: two threads insert `DISTINCT / 2` new keys each (interleaved)
 //!   into a fresh map.
 //! * `put_hot_1thread_interleaved` and `put_hot_2threads_interleaved`: the peers of the two
@@ -303,6 +305,7 @@ fn put_hot_1thread(c: &mut Criterion) {
 /// word, no owner check, no partition routing, and the table in a local, not behind the
 /// map's pointers. What tidefall's put costs beyond it is its protocol and the loads that
 /// reach its table, not the table's layout (see PERFORMANCE.md, "Where M1's time goes").
+/// M3's drained floor is the same table sized for a million keys.
 struct PlainSlots {
     hasher: DefaultHashBuilder,
     states: Vec<u64>,
@@ -490,6 +493,33 @@ fn put_distinct_1thread(c: &mut Criterion) {
         || {
             let timed = batch_writer(DISTINCT, |keys| map.lock().unwrap().extend(keys));
             map.lock().unwrap().clear();
+            timed
+        },
+    );
+    drop(map);
+
+    // The drained floors: no concurrency at all, into a table kept from the chunk before.
+    // tidefall's slot layout with none of its protocol (48 bytes a slot), and hashbrown's
+    // (a control byte and a 16-byte bucket): what the slot's size costs, apart from the
+    // protocol (PERFORMANCE.md, "M3 against its floor").
+    let mut slots = PlainSlots::new(DISTINCT);
+    bench_chunks(g, GROUP_DISTINCT_1, "floor_slots_drained", DISTINCT, || {
+        let timed = one_writer(DISTINCT, |i| slots.put(i, i));
+        slots.clear();
+        timed
+    });
+    drop(slots);
+    let mut map = StdMap::with_hasher(DefaultHashBuilder::default());
+    bench_chunks(
+        g,
+        GROUP_DISTINCT_1,
+        "floor_std_unlocked_drained",
+        DISTINCT,
+        || {
+            let timed = one_writer(DISTINCT, |i| {
+                map.insert(i, i);
+            });
+            map.clear();
             timed
         },
     );
