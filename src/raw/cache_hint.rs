@@ -36,22 +36,24 @@ pub(crate) fn demote<T>(start: *const T, len: usize) {
     {
         const LINE: usize = 64;
         let first = start.cast::<u8>();
-        let bytes = len * core::mem::size_of::<T>();
-        let mut offset = 0;
-        while offset < bytes {
+        let end = first.wrapping_add(len * core::mem::size_of::<T>());
+        // From the start of the line holding the first byte: a range that starts inside a
+        // line (a block's values are aligned to 16 bytes, not 64) ends inside one too.
+        let mut line = first.wrapping_sub(first as usize % LINE);
+        while line < end {
             // SAFETY: `cldemote` is a hint that reads nothing, cannot fault, and changes no
             // value the program sees; a core without it (before Tremont and Sapphire
             // Rapids, and every AMD core) decodes it as a no-operation (the `0F 1C`
-            // hint space), so it needs no CPU feature check. `wrapping_add` makes no claim
-            // about the address, which the hint does not dereference either.
+            // hint space), so it needs no CPU feature check. The wrapping arithmetic makes no
+            // claim about the address, which the hint does not dereference either.
             unsafe {
                 core::arch::asm!(
                     "cldemote byte ptr [{line}]",
-                    line = in(reg) first.wrapping_add(offset),
+                    line = in(reg) line,
                     options(nostack, preserves_flags, readonly),
                 );
             }
-            offset += LINE;
+            line = line.wrapping_add(LINE);
         }
     }
     #[cfg(not(all(target_arch = "x86_64", not(miri), not(loom))))]
