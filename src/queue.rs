@@ -52,7 +52,7 @@ impl<T: Send + 'static> Store for Staged<T> {
 /// Writes never block. A partition written by one thread only (the default routing gives
 /// each producer thread its own partition when there are enough) takes a push with two plain
 /// stores, into that thread's own lane; once a second thread writes to it, a push is one
-/// `fetch_add` and two stores. On each tick
+/// compare-and-swap and two stores. On each tick
 /// (every `processing_interval`), each partition's storage is swapped for a fresh one and the
 /// old contents go to the processor, on the thread pool, in batches of
 /// `processing_batch_size`.

@@ -2,7 +2,7 @@
 //!
 //! # Why two paths
 //!
-//! A push into [`Segments`] is one `fetch_add` on the partition's claim word: a locked
+//! A push into [`Segments`] is one CAS on the partition's claim word: a locked
 //! read-modify-write, the bulk of its cost even without contention. With the default routing
 //! (by producer thread) most partitions are written by one thread only, so the first thread
 //! that writes a partition becomes its *owner* and appends to its own [`Lane`] with plain
