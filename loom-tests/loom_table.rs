@@ -27,7 +27,8 @@
 //! must not overlap them. Models 7 and 8 race an owner write with a sharer and with the
 //! tick, model 9 with the tick after the owner's own growth (its view of the side's current
 //! table), model 10 with the tick that resets a side for reuse, models 11 and 12 the owner's
-//! migration (its slots moved as owner writes) with the tick and with a sharer; the other
+//! migration (its slots moved as owner writes) with the tick and with a sharer, model 13 two
+//! inserts counted on two stripes of a table's count with growth and a delete; the other
 //! models' first writers own their stores too, so their inserts and growth run as owner
 //! writes where the model has one writer.
 //!
@@ -65,8 +66,12 @@ fn hash(index: u64, tag: u64) -> u64 {
 /// The calling model thread's number, as `routing::this_thread` gives the handles: unique per
 /// thread, never 0. The first thread to write a store owns it, the next one shares it.
 fn me() -> usize {
-    /// Numbers handed out so far, across executions (only uniqueness matters).
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+    loom::lazy_static! {
+        /// Numbers handed out so far in this execution. Loom makes it anew for each one, so
+        /// that every execution numbers its threads alike: a thread's number picks its stripe
+        /// of a table's count, and an execution must replay the branches of the one before.
+        static ref NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+    }
     loom::thread_local! {
         static ME: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
@@ -646,5 +651,35 @@ fn owner_migration_racing_a_sharer() {
         let out = take(&store);
         assert_eq!(summary(&out), vec![(1, 1, 0, 0), (10, 11, 0, 0)]);
         finish(store, vec![out], &ledger, &[1, 10, 11]);
+    });
+}
+
+/// Model 13, new keys counted on two stripes: the main thread owns the store (it stored key
+/// 10, on the owner's stripe) and inserts key 2 while a second thread inserts key 1, which
+/// shares the store. Under loom a count has two stripes: the second thread counts on stripe
+/// 0 (the owner's), the main thread on stripe 0 while it still owns the store and on its own,
+/// stripe 1, once it is shared. Each insert may or may not see the other's count when it
+/// checks for growth; whichever grows the table, every key lands once. Then the main thread
+/// deletes key 1 on stripe 1, which may take that stripe below zero, and `len` still sums to
+/// the keys left. The drain holds keys 2 and 10.
+#[test]
+fn new_keys_counted_on_two_stripes() {
+    model(Some(3), || {
+        let ledger = Ledger::new();
+        let store = Arc::new(Store::new());
+        store_key_10(&store, &ledger);
+        let writer = spawn_put(&store, &ledger, hash(1, 3), 1, 1);
+        insert(&store, &ledger, hash(1, 5), 2, 2);
+        assert_eq!(writer.join().expect("writer"), Ok(Written::Inserted));
+        assert_eq!(store.len(), 3);
+        drop(
+            store
+                .delete(me(), hash(1, 3), &1)
+                .expect("key 1 has a value"),
+        );
+        assert_eq!(store.len(), 2);
+        let out = take(&store);
+        assert_eq!(summary(&out), vec![(2, 2, 0, 0), (10, 10, 0, 0)]);
+        finish(store, vec![out], &ledger, &[1, 2, 10]);
     });
 }

@@ -8,6 +8,7 @@ pub(crate) mod lane;
 pub(crate) mod queue;
 pub(crate) mod shortcut;
 pub(crate) mod staging;
+pub(crate) mod striped;
 pub(crate) mod table;
 
 /// Values per block, for the queue's segments and lanes: a power of two, about 16 KiB of

@@ -152,8 +152,9 @@
 //!
 //! # Growth
 //!
-//! A writer whose insert takes a table past three quarters full (the table's counter of
-//! keys with a value), or that finds no empty slot in it, *links* the next table: it locks
+//! A writer whose insert takes a table past three quarters full (the table's count of keys
+//! with a value, which the writer sees at most a sixteenth late: see [`Striped::past`]), or
+//! that finds no empty slot in it, *links* the next table: it locks
 //! the table's `link` word (CAS from `unlinked|stamp`), allocates a table twice as big,
 //! stores `next`, and sets `link` to `linked|stamp`. Writers that find the link locked wait
 //! for it; the allocation is all they wait for. The linker then *migrates* the table, slot
@@ -221,10 +222,11 @@
 //! In steady state a write allocates nothing: the tables are reused and values are replaced
 //! in place.
 //!
-//! `len` adds up per-table counters of keys with a value, which a writer increments when it
+//! `len` adds up per-table counts of keys with a value, which a writer increments when it
 //! inserts and `delete` decrements, both while holding the slot, and which a migration moves
-//! from table to table once it is done (cache padded, and untouched by replacements, so the
-//! common write does not contend on them).
+//! from table to table once it is done. Each count is [`Striped`] by thread over cache
+//! lines, and untouched by replacements, so that neither writers of new keys nor the common
+//! overwrite contend on it.
 
 use core::mem::MaybeUninit;
 use core::ptr;
@@ -234,6 +236,7 @@ use crossbeam_utils::CachePadded;
 
 use super::barrier::{self, Light};
 use super::cache_hint;
+use super::striped::Striped;
 use crate::entry::Entry;
 use crate::sync::{spin_wait, wait_for_holder, AtomicPtr, AtomicU64, Mutex, Ordering, UnsafeCell};
 
@@ -395,8 +398,8 @@ struct Table<K, V> {
     link: AtomicU64,
     /// The next table of the chain, set (with `link` locked) before `link` says linked.
     next: AtomicPtr<Table<K, V>>,
-    /// Keys with a value in this table.
-    live: CachePadded<AtomicU64>,
+    /// Keys with a value in this table, striped by the threads that count them.
+    live: Striped,
 }
 
 impl<K, V> Cells<K, V> {
@@ -479,7 +482,7 @@ impl<K, V> Table<K, V> {
             lines,
             link: AtomicU64::new(stamp),
             next: AtomicPtr::new(ptr::null_mut()),
-            live: CachePadded::new(AtomicU64::new(0)),
+            live: Striped::new(),
         })
     }
 
@@ -893,7 +896,7 @@ impl<K: Eq, V> Tables<K, V> {
                 }
                 let mut back = MaybeUninit::uninit();
                 let pair = (key, value);
-                match self.write_found_into(hash, pair, version, newer, admit, &mut back) {
+                match self.write_found_into(thread, hash, pair, version, newer, admit, &mut back) {
                     Ok(written) => Ok(written),
                     Err(refused) => {
                         // SAFETY: `write_found_into` refused, so it moved the key and value
@@ -986,9 +989,14 @@ impl<K: Eq, V> Tables<K, V> {
     /// made the overwrite store its own result to the stack too, for the caller to test
     /// beside this one's: two stores per put, about 0.3–0.5 ns of M1's put in alternating
     /// runs (PERFORMANCE.md, run R, "The owner's view and the put's stores").
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a step of `write`, given the parts `write` took the write apart into"
+    )]
     #[inline(never)]
     fn write_found_into(
         &self,
+        thread: usize,
         hash: u64,
         (key, value): (K, V),
         version: u64,
@@ -996,7 +1004,7 @@ impl<K: Eq, V> Tables<K, V> {
         admit: impl FnOnce() -> bool,
         back: &mut MaybeUninit<(K, V)>,
     ) -> Result<Written, Refused> {
-        match self.write_found(hash, key, value, version, newer, admit) {
+        match self.write_found(thread, hash, key, value, version, newer, admit) {
             Ok(written) => Ok(written),
             Err((refused, key, value)) => {
                 back.write((key, value));
@@ -1007,9 +1015,14 @@ impl<K: Eq, V> Tables<K, V> {
 
     /// [`Tables::write`] past the common overwrite: finds (or claims) the key's slot and
     /// writes there.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a step of `write`, given the parts `write` took the write apart into"
+    )]
     #[inline]
     fn write_found(
         &self,
+        thread: usize,
         hash: u64,
         key: K,
         value: V,
@@ -1030,7 +1043,8 @@ impl<K: Eq, V> Tables<K, V> {
                     version,
                     updates: 0,
                 };
-                self.insert(held, cells, table, Some(Key { hash, key }), record, keyed);
+                let key = Some(Key { hash, key });
+                self.insert(thread, held, cells, table, key, record, keyed);
                 Ok(Written::Inserted)
             }
             Some(Found::Keyed {
@@ -1048,7 +1062,7 @@ impl<K: Eq, V> Tables<K, V> {
                         version,
                         updates: 0,
                     };
-                    self.insert(held, cells, table, None, record, state | VALUE);
+                    self.insert(thread, held, cells, table, None, record, state | VALUE);
                     return Ok(Written::Inserted);
                 }
                 // SAFETY: this thread holds the slot lock and the value cell is initialized
@@ -1317,10 +1331,13 @@ impl<K: Eq, V> Tables<K, V> {
                             })
                         });
                     }
-                    // Relaxed (both): a count, stored by the owner alone while it owns the
-                    // store (a sharer's later RMWs are ordered after its owner writes).
-                    let live = table.live.load(Ordering::Relaxed) + 1;
-                    table.live.store(live, Ordering::Relaxed);
+                    // Plain: the owner alone changes the count while it owns the store (a
+                    // sharer's later changes are ordered after its owner writes). On the
+                    // owner's stripe, which holds every key the owner and its migrations
+                    // counted, less none: its own deletes count on its thread's stripe, so
+                    // the stripe can only be above the count, and the table grow early,
+                    // never late.
+                    let live = table.live.add_owned(1);
                     // Release: pairs with the Acquire CAS of whoever takes the slot next (the
                     // taker's seal, a migrator, a later writer), publishing the cells.
                     word.store(stored, Ordering::Release);
@@ -1398,9 +1415,14 @@ impl<K: Eq, V> Tables<K, V> {
     /// store buffer empty (the slot's CAS just drained it), and the stores to the cells,
     /// which miss the cache on a large table, drain while the next write probes, instead of
     /// stalling this one.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a step of `write`, given the parts `write` took the write apart into"
+    )]
     #[inline]
     fn insert(
         &self,
+        thread: usize,
         held: Held<'_>,
         cells: &Cells<K, V>,
         table: &Table<K, V>,
@@ -1408,9 +1430,9 @@ impl<K: Eq, V> Tables<K, V> {
         record: Record<V>,
         state: u64,
     ) {
-        // Relaxed: a count for `len` and the growth trigger; the slot lock orders it with the
-        // decrement of a later `delete` of this key.
-        let live = table.live.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        // A count for `len` and the growth trigger; the slot lock orders it with the decrement
+        // of a later `delete` of this key.
+        let live = table.live.add(thread, 1);
         // SAFETY: (1) this thread holds the slot (claimed or locked, its generation not
         // sealed), so no other thread accesses its cells until the Release store of
         // `release`; (2) the value cell is uninitialized (the slot has no `VALUE`), and so
@@ -1423,7 +1445,7 @@ impl<K: Eq, V> Tables<K, V> {
             cells.record.with_mut(|cell| (*cell).write(record));
         }
         held.release(state);
-        if live > grows_past(table.len()) {
+        if table.live.past(live, grows_past(table.len())) {
             // After the release: the migration locks every slot, this one included.
             self.grow(table, state & STAMP_MASK, Access::Shared);
         }
@@ -1483,8 +1505,8 @@ impl<K: Eq, V> Tables<K, V> {
         // SAFETY: this thread holds the slot lock and the value cell is initialized
         // (`VALUE`); the state released below says it is not any more, so it is read once.
         let old = unsafe { cells.record.with_mut(|cell| (*cell).assume_init_read()) };
-        // Relaxed: a count; the increment of the insert is ordered before by the slot lock.
-        table.live.fetch_sub(1, Ordering::Relaxed);
+        // A count; the increment of the insert is ordered before by the slot lock.
+        table.live.sub(thread, 1);
         held.release(state & !VALUE);
         Some(old.value)
     }
@@ -1508,8 +1530,8 @@ impl<K: Eq, V> Tables<K, V> {
             // SAFETY: tables are freed only in `Drop`; `current` and every linked `next`
             // point to a live table.
             let current = unsafe { &*table };
-            // Relaxed: a count; `len` promises nothing about writes in flight.
-            live = live.wrapping_add(current.live.load(Ordering::Relaxed));
+            // A count; `len` promises nothing about writes in flight.
+            live = live.wrapping_add(current.live.sum());
             // Acquire: pairs with the Release store that marked the link linked, after `next`.
             let link = current.link.load(Ordering::Acquire);
             if link & (STAMP_MASK | KEYED) != stamp | KEYED {
@@ -1622,8 +1644,8 @@ impl<K: Eq, V> Tables<K, V> {
             }
             kept.next.store(ptr::null_mut(), Ordering::Release);
             kept.link.store(stamp, Ordering::Release);
-            // Relaxed: a count, published by the store of the generation word.
-            kept.live.store(0, Ordering::Relaxed);
+            // A count, published by the store of the generation word.
+            kept.live.reset();
             last
         } else {
             taker.retired.push(last);
@@ -1854,9 +1876,9 @@ impl<K: Eq, V> Tables<K, V> {
             start.is_some_and(|start| self.move_locked(from, to, stamp, start, &mut moved));
         // SAFETY: a linked `next` lives until `Drop`.
         let into = unsafe { &*to };
-        // Relaxed (both): counts (see `len`).
-        into.live.fetch_add(moved.to_target, Ordering::Relaxed);
-        from.live.fetch_sub(moved.all, Ordering::Relaxed);
+        // Counts (see `len`).
+        into.live.add(Striped::OWNER, moved.to_target);
+        from.live.sub(Striped::OWNER, moved.all);
         // Release: pairs with the Acquire load of the link in `advance`, `len` and the
         // taker's seal, ordering the counts and every move above before it.
         if complete
@@ -2029,12 +2051,12 @@ impl<K: Eq, V> Tables<K, V> {
                     if ptr::eq(landed, to) {
                         moved.to_target += 1;
                     } else {
-                        // Relaxed: a count (see `len`), counted in the table that holds
+                        // A count (see `len`), counted in the table that holds
                         // the key: `to` filled up and linked another meanwhile, and once
                         // `to` is migrated in turn, `len` no longer sums it. Before the
                         // release, so that a migrator of `landed` that moves this key
                         // subtracts it after this addition (the slot orders them).
-                        landed.live.fetch_add(1, Ordering::Relaxed);
+                        landed.live.add(Striped::OWNER, 1);
                     }
                 }
                 // The new slot first: a writer that finds the old one moved must find the
