@@ -1333,10 +1333,10 @@ impl<K: Eq, V> Tables<K, V> {
                     }
                     // Plain: the owner alone changes the count while it owns the store (a
                     // sharer's later changes are ordered after its owner writes). On the
-                    // owner's stripe, which holds every key the owner and its migrations
-                    // counted, less none: its own deletes count on its thread's stripe, so
-                    // the stripe can only be above the count, and the table grow early,
-                    // never late.
+                    // owner's stripe, which holds every key that the owner and its
+                    // migrations counted; the owner's own deletes count on its thread's
+                    // stripe, so this one is never below the count: compared alone, it makes
+                    // the table grow early if anything, never late.
                     let live = table.live.add_owned(1);
                     // Release: pairs with the Acquire CAS of whoever takes the slot next (the
                     // taker's seal, a migrator, a later writer), publishing the cells.
