@@ -129,7 +129,10 @@ impl<T> Lane<T> {
     ///
     /// Only the owner thread calls the write methods, never two at once, and never after
     /// [`Lane::retract`].
-    #[inline]
+    // Always inlined, as every step of `Queue::push` above it: with `#[inline]` alone, LLVM
+    // kept it out of line in a user's crate (a push loop in a closure), where the call and
+    // its saved registers took one push from 1.57 to 2.26 ns per item.
+    #[inline(always)]
     pub(crate) unsafe fn write(&self, item: T) -> u64 {
         // Relaxed: the owner's own counter; only this thread stores it.
         let n = self.written.load(Ordering::Relaxed);
@@ -242,7 +245,7 @@ impl<T> Lane<T> {
     /// # Safety
     ///
     /// Only the owner calls it, with `n` its next value.
-    #[inline]
+    #[inline(always)]
     unsafe fn block_for(&self, n: u64) -> *mut LaneBlock<T> {
         // SAFETY: the owner alone uses `tail` (the caller's contract).
         let tail = unsafe { self.tail.with_mut(|tail| *tail) };
