@@ -3,8 +3,8 @@
 //!
 //! A table's count of keys (see [`super::table`]) is changed by every insert. As one
 //! atomic word, it made every insert of two threads writing new keys into one table take
-//! the word's line from the other core: 58% of the time of two pinned threads inserting a
-//! million distinct keys into a drained map sat on its `lock xadd` (PERFORMANCE.md, "The
+//! the word's line from the other core: with two pinned threads inserting a million new
+//! keys into a drained map, half of all samples sat on its `lock xadd` (PERFORMANCE.md, "The
 //! table's striped count"). Striped, a thread's insert changes its own stripe, and the
 //! growth trigger reads every stripe only once per [`Striped::past`]'s interval.
 //!
