@@ -33,9 +33,10 @@ pub(crate) struct Striped {
 }
 
 impl Striped {
-    /// The stripe that the owner of a store counts on ([`Striped::add_owned`]), and
-    /// migrations: while a store is owned, it holds every key counted but the owner's own
-    /// deletes, which count on its thread's stripe.
+    /// The stripe that the owner of a store counts its inserts on (with
+    /// [`Striped::add_owned`] in an owner write, with [`Striped::add`] on the general
+    /// path), and migrations: while a store is owned, it holds every key counted but the
+    /// owner's own deletes, which count on its thread's stripe.
     pub(crate) const OWNER: usize = 0;
 
     /// A count of 0.
@@ -51,7 +52,8 @@ impl Striped {
         &self.stripes[thread & (STRIPES - 1)]
     }
 
-    /// Adds `n` on the stripe of thread `thread`; returns the stripe's new value.
+    /// Adds `n` on the stripe of thread number (or stripe) `thread`; returns the stripe's new
+    /// value.
     #[inline(always)]
     pub(crate) fn add(&self, thread: usize, n: u64) -> u64 {
         // Relaxed: a count; what orders it with other changes of the same key (the slot

@@ -890,13 +890,19 @@ impl<K: Eq, V> Tables<K, V> {
             Fast::Written(written) => Ok(written),
             Fast::Full(key, value) => Err((Refused::Full, key, value)),
             Fast::General(key, value) => {
-                if owned {
+                // The stripe of the table's count that an insert counts on: the owner's own
+                // (see `Striped::OWNER`), or this thread's. A constant for the owner, so that
+                // its fast path above keeps no register for the thread's number.
+                let stripe = if owned {
                     // The general path may grow the side (see `View`).
                     self.forget_view();
-                }
+                    Striped::OWNER
+                } else {
+                    thread
+                };
                 let mut back = MaybeUninit::uninit();
                 let pair = (key, value);
-                match self.write_found_into(thread, hash, pair, version, newer, admit, &mut back) {
+                match self.write_found_into(stripe, hash, pair, version, newer, admit, &mut back) {
                     Ok(written) => Ok(written),
                     Err(refused) => {
                         // SAFETY: `write_found_into` refused, so it moved the key and value
@@ -996,7 +1002,7 @@ impl<K: Eq, V> Tables<K, V> {
     #[inline(never)]
     fn write_found_into(
         &self,
-        thread: usize,
+        stripe: usize,
         hash: u64,
         (key, value): (K, V),
         version: u64,
@@ -1004,7 +1010,7 @@ impl<K: Eq, V> Tables<K, V> {
         admit: impl FnOnce() -> bool,
         back: &mut MaybeUninit<(K, V)>,
     ) -> Result<Written, Refused> {
-        match self.write_found(thread, hash, key, value, version, newer, admit) {
+        match self.write_found(stripe, hash, key, value, version, newer, admit) {
             Ok(written) => Ok(written),
             Err((refused, key, value)) => {
                 back.write((key, value));
@@ -1022,7 +1028,7 @@ impl<K: Eq, V> Tables<K, V> {
     #[inline]
     fn write_found(
         &self,
-        thread: usize,
+        stripe: usize,
         hash: u64,
         key: K,
         value: V,
@@ -1044,7 +1050,7 @@ impl<K: Eq, V> Tables<K, V> {
                     updates: 0,
                 };
                 let key = Some(Key { hash, key });
-                self.insert(thread, held, cells, table, key, record, keyed);
+                self.insert(stripe, held, cells, table, key, record, keyed);
                 Ok(Written::Inserted)
             }
             Some(Found::Keyed {
@@ -1062,7 +1068,7 @@ impl<K: Eq, V> Tables<K, V> {
                         version,
                         updates: 0,
                     };
-                    self.insert(thread, held, cells, table, None, record, state | VALUE);
+                    self.insert(stripe, held, cells, table, None, record, state | VALUE);
                     return Ok(Written::Inserted);
                 }
                 // SAFETY: this thread holds the slot lock and the value cell is initialized
@@ -1408,8 +1414,8 @@ impl<K: Eq, V> Tables<K, V> {
     }
 
     /// Gives the held slot its first value of the generation, and its key when `key` is
-    /// `Some` (a claimed slot); counts the insert, releases the slot with `state`, and grows
-    /// the table if the insert took it past [`grows_past`].
+    /// `Some` (a claimed slot); counts the insert on the count's `stripe`, releases the slot
+    /// with `state`, and grows the table if the insert took it past [`grows_past`].
     ///
     /// The count comes before the cells are written: its read-modify-write then finds the
     /// store buffer empty (the slot's CAS just drained it), and the stores to the cells,
@@ -1422,7 +1428,7 @@ impl<K: Eq, V> Tables<K, V> {
     #[inline]
     fn insert(
         &self,
-        thread: usize,
+        stripe: usize,
         held: Held<'_>,
         cells: &Cells<K, V>,
         table: &Table<K, V>,
@@ -1432,7 +1438,7 @@ impl<K: Eq, V> Tables<K, V> {
     ) {
         // A count for `len` and the growth trigger; the slot lock orders it with the decrement
         // of a later `delete` of this key.
-        let live = table.live.add(thread, 1);
+        let live = table.live.add(stripe, 1);
         // SAFETY: (1) this thread holds the slot (claimed or locked, its generation not
         // sealed), so no other thread accesses its cells until the Release store of
         // `release`; (2) the value cell is uninitialized (the slot has no `VALUE`), and so
