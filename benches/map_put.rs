@@ -25,7 +25,9 @@
 //!   state as buffers, a map emptied by `clear` (which keeps its table), is there too:
 //!   `mutex_std_drained`, `mutex_std_extend_drained`, `dashmap_drained`. So are two floors
 //!   of the drained insert, as in `put_hot_1thread`: `floor_slots_drained` and
-//!   `floor_std_unlocked_drained`.
+//!   `floor_std_unlocked_drained`, and the same two with two tables written in turn, as
+//!   tidefall's two sides are: `floor_slots_two_tables_drained` and
+//!   `floor_std_two_tables_drained`.
 //! * `put_distinct_2threads`: two threads insert `DISTINCT / 2` new keys each (interleaved)
 //!   into a fresh map.
 //! * `put_hot_1thread_interleaved` and `put_hot_2threads_interleaved`: the peers of the two
@@ -349,6 +351,19 @@ impl PlainSlots {
     fn clear(&mut self) {
         self.states.fill(0);
     }
+
+    /// Reads the value of every keyed slot, as a drain would, and empties the table; returns
+    /// their sum, for `black_box`.
+    fn drain(&mut self) -> u64 {
+        let mut sum = 0u64;
+        for (state, cells) in self.states.iter_mut().zip(&self.cells) {
+            if *state != 0 {
+                sum = sum.wrapping_add(cells[2]);
+            }
+            *state = 0;
+        }
+        sum
+    }
 }
 
 fn put_hot_2threads(c: &mut Criterion) {
@@ -524,6 +539,46 @@ fn put_distinct_1thread(c: &mut Criterion) {
         },
     );
     drop(map);
+
+    // The same two floors double-buffered, as tidefall's two sides are: two tables in turn,
+    // and after each chunk (untimed) the table just written is drained, its values read and
+    // its slots emptied, while the other one waits for the next chunk. What a second table
+    // costs each layout, apart from any protocol (PERFORMANCE.md, "M3 drained: the second
+    // side").
+    let mut sides = [PlainSlots::new(DISTINCT), PlainSlots::new(DISTINCT)];
+    let mut turn = 0;
+    bench_chunks(
+        g,
+        GROUP_DISTINCT_1,
+        "floor_slots_two_tables_drained",
+        DISTINCT,
+        || {
+            let slots = &mut sides[turn % 2];
+            turn += 1;
+            let timed = one_writer(DISTINCT, |i| slots.put(i, i));
+            black_box(slots.drain());
+            timed
+        },
+    );
+    drop(sides);
+    let mut sides = [(); 2].map(|()| StdMap::with_hasher(DefaultHashBuilder::default()));
+    let mut turn = 0;
+    bench_chunks(
+        g,
+        GROUP_DISTINCT_1,
+        "floor_std_two_tables_drained",
+        DISTINCT,
+        || {
+            let map = &mut sides[turn % 2];
+            turn += 1;
+            let timed = one_writer(DISTINCT, |i| {
+                map.insert(i, i);
+            });
+            black_box(map.drain().map(|(_, value)| value).sum::<u64>());
+            timed
+        },
+    );
+    drop(sides);
 
     let map = dashmap();
     bench_chunks(g, GROUP_DISTINCT_1, "dashmap_drained", DISTINCT, || {
