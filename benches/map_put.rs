@@ -27,7 +27,9 @@
 //!   of the drained insert, as in `put_hot_1thread`: `floor_slots_drained` and
 //!   `floor_std_unlocked_drained`, and the same two with two tables written in turn, as
 //!   tidefall's two sides are: `floor_slots_two_tables_drained` and
-//!   `floor_std_two_tables_drained`.
+//!   `floor_std_two_tables_drained`. Two floors of the fresh map's growth close it:
+//!   `floor_slots_fresh` (tidefall's slot layout, no protocol) and `floor_entry_slots_fresh`
+//!   (a slot of an `Entry`'s four words and a state word) ([`GrowingSlots`]).
 //! * `put_distinct_2threads`: two threads insert `DISTINCT / 2` new keys each (interleaved)
 //!   into a fresh map.
 //! * `put_hot_1thread_interleaved` and `put_hot_2threads_interleaved`: the peers of the two
@@ -366,6 +368,108 @@ impl PlainSlots {
     }
 }
 
+/// M3's growth floors: one thread's open-addressing table that starts at 16 slots and
+/// doubles past three quarters full, as a fresh tidefall map's table does, with none of
+/// tidefall's protocol: linear probing, plain loads and stores, and a migration that
+/// rehashes every key into a table twice the size (tidefall reads the hash it stored
+/// instead). Each slot is an 8-byte state word (a flag and the hash's top 16 bits) in one
+/// array and `CELLS` words in another: 5 is tidefall's layout (48 bytes a slot: the key,
+/// its hash, the value, the version and the `updates` count), 4 holds an [`Entry`]'s four
+/// words and no hash (40 bytes a slot). Arrays of 4 MiB or more are advised as wanting
+/// huge pages, as tidefall's tables are. What the slot's size costs a growing map, apart
+/// from any protocol (PERFORMANCE.md, "M3 against the floors of its design").
+struct GrowingSlots<const CELLS: usize> {
+    hasher: DefaultHashBuilder,
+    states: Vec<u64>,
+    cells: Vec<[u64; CELLS]>,
+    live: usize,
+}
+
+impl<const CELLS: usize> GrowingSlots<CELLS> {
+    fn new() -> Self {
+        Self::with_len(DefaultHashBuilder::default(), 16)
+    }
+
+    fn with_len(hasher: DefaultHashBuilder, len: usize) -> Self {
+        GrowingSlots {
+            hasher,
+            states: huge_array(len, 0),
+            cells: huge_array(len, [0; CELLS]),
+            live: 0,
+        }
+    }
+
+    #[inline]
+    fn put(&mut self, key: u64, value: u64) {
+        let hash = self.hasher.hash_one(key);
+        let stored = PlainSlots::KEYED | hash >> 48;
+        let mask = self.states.len() - 1;
+        let mut index = hash as usize & mask;
+        loop {
+            let state = self.states[index];
+            if state == stored && self.cells[index][0] == key {
+                self.cells[index][1] = value;
+                return;
+            }
+            if state == 0 {
+                self.states[index] = stored;
+                let mut cells = [0; CELLS];
+                cells[0] = key;
+                cells[1] = value;
+                self.cells[index] = cells;
+                self.live += 1;
+                if self.live * 4 > self.states.len() * 3 {
+                    self.grow();
+                }
+                return;
+            }
+            index = (index + 1) & mask;
+        }
+    }
+
+    #[inline(never)]
+    fn grow(&mut self) {
+        let mut next = Self::with_len(self.hasher.clone(), self.states.len() * 2);
+        let mask = next.states.len() - 1;
+        for (&state, &cells) in self.states.iter().zip(&self.cells) {
+            if state != 0 {
+                let mut index = self.hasher.hash_one(cells[0]) as usize & mask;
+                while next.states[index] != 0 {
+                    index = (index + 1) & mask;
+                }
+                next.states[index] = state;
+                next.cells[index] = cells;
+            }
+        }
+        next.live = self.live;
+        *self = next;
+    }
+}
+
+/// An array of `len` copies of `zero`, advised (on Linux, 4 MiB or more, before it is
+/// touched) as wanting transparent huge pages, as tidefall's tables are.
+fn huge_array<T: Copy>(len: usize, zero: T) -> Vec<T> {
+    let mut array: Vec<T> = Vec::with_capacity(len);
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = array.as_ptr() as usize;
+        let bytes = len * std::mem::size_of::<T>();
+        let first = start.next_multiple_of(HUGE);
+        let end = (start + bytes) / HUGE * HUGE;
+        if bytes >= 2 * HUGE && end > first {
+            // SAFETY: `[first, end)` lies within the array's allocation, rounded inwards to
+            // whole huge pages; the advice changes how the kernel backs them, not their
+            // contents.
+            unsafe {
+                libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    array.resize(len, zero);
+    array
+}
+
 fn put_hot_2threads(c: &mut Criterion) {
     let mut group = c.benchmark_group(GROUP_HOT_2);
     let items = 2 * HOT_PER_THREAD;
@@ -485,6 +589,22 @@ fn put_distinct_1thread(c: &mut Criterion) {
     );
     map.stop().unwrap();
 
+    // The growth floors, each a fresh table per chunk, as `tidefall` above.
+    bench_chunks(g, GROUP_DISTINCT_1, "floor_slots_fresh", DISTINCT, || {
+        let mut slots = GrowingSlots::<5>::new();
+        one_writer(DISTINCT, |i| slots.put(i, i))
+    });
+    bench_chunks(
+        g,
+        GROUP_DISTINCT_1,
+        "floor_entry_slots_fresh",
+        DISTINCT,
+        || {
+            let mut slots = GrowingSlots::<4>::new();
+            one_writer(DISTINCT, |i| slots.put(i, i))
+        },
+    );
+
     bench_chunks(g, GROUP_DISTINCT_1, "mutex_std_extend", DISTINCT, || {
         let map = std_map();
         batch_writer(DISTINCT, |keys| map.lock().unwrap().extend(keys))
@@ -543,8 +663,8 @@ fn put_distinct_1thread(c: &mut Criterion) {
     // The same two floors double-buffered, as tidefall's two sides are: two tables in turn,
     // and after each chunk (untimed) the table just written is drained, its values read and
     // its slots emptied, while the other one waits for the next chunk. What a second table
-    // costs each layout, apart from any protocol (PERFORMANCE.md, "M3 drained: the second
-    // side").
+    // costs each layout, apart from any protocol (PERFORMANCE.md, "M3 against the floors of its
+    // design").
     let mut sides = [PlainSlots::new(DISTINCT), PlainSlots::new(DISTINCT)];
     let mut turn = 0;
     bench_chunks(
