@@ -25,11 +25,12 @@
 //!   state as buffers, a map emptied by `clear` (which keeps its table), is there too:
 //!   `mutex_std_drained`, `mutex_std_extend_drained`, `dashmap_drained`. So are two floors
 //!   of the drained insert, as in `put_hot_1thread`: `floor_slots_drained` and
-//!   `floor_std_unlocked_drained`, and the same two with two tables written in turn, as
-//!   tidefall's two sides are: `floor_slots_two_tables_drained` and
-//!   `floor_std_two_tables_drained`. Two floors of the fresh map's growth close it:
-//!   `floor_slots_fresh` (tidefall's slot layout, no protocol) and `floor_entry_slots_fresh`
-//!   (a slot of an `Entry`'s four words and a state word) ([`GrowingSlots`]).
+//!   `floor_std_unlocked_drained`; and the same two with two tables written in turn, as
+//!   tidefall's two sides are, `floor_slots_two_tables_drained` and
+//!   `floor_std_two_tables_drained`, with `floor_entry_slots_two_tables_drained` beside them
+//!   (a slot of an `Entry`'s four words and a state word). So are two floors of a fresh
+//!   map's growth, `floor_slots_fresh` and `floor_entry_slots_fresh`
+//!   ([`PlainSlots::growing`]).
 //! * `put_distinct_2threads`: two threads insert `DISTINCT / 2` new keys each (interleaved)
 //!   into a fresh map.
 //! * `put_hot_1thread_interleaved` and `put_hot_2threads_interleaved`: the peers of the two
@@ -292,7 +293,7 @@ fn put_hot_1thread(c: &mut Criterion) {
         timed
     });
 
-    let mut slots = PlainSlots::new(HOT_KEYS);
+    let mut slots = PlainSlots::<5>::sized(HOT_KEYS);
     bench_chunks(g, GROUP_HOT_1, "floor_slots", HOT_PUTS, || {
         let timed = one_writer(HOT_PUTS, |i| slots.put(hot(i), i));
         slots.clear();
@@ -301,31 +302,51 @@ fn put_hot_1thread(c: &mut Criterion) {
     group.finish();
 }
 
-/// M1's second floor: tidefall's slot layout with none of its protocol. One thread's
-/// open-addressing table of as many slots as a tidefall partition holding `keys` keys (a
-/// power of two past `keys` / 0.75), each an 8-byte state word (a flag and the hash's top 16
-/// bits) in one array and 40 bytes of cells (hash, key, value, version, updates) in
-/// another; linear probing, as `tidefall::raw::table`. Plain loads and stores: no generation
-/// word, no owner check, no partition routing, and the table in a local, not behind the
-/// map's pointers. What tidefall's put costs beyond it is its protocol and the loads that
-/// reach its table, not the table's layout (see PERFORMANCE.md, "Where M1's time goes").
-/// M3's drained floor is the same table sized for a million keys.
-struct PlainSlots {
+/// The floors of tidefall's table: its slot layout with none of its protocol. One thread's
+/// open-addressing table, each slot an 8-byte state word (a flag and the hash's top 16 bits)
+/// in one array and `CELLS` words of cells in another: the key, the value, the version, the
+/// `updates` count and, with 5, the hash, as tidefall's 48-byte slot; with 4, an
+/// [`Entry`]'s four words and no hash (40 bytes a slot). Linear probing, as
+/// `tidefall::raw::table`; plain loads and stores: no generation word, no owner check, no
+/// partition routing, and the table in a local, not behind the map's pointers. Arrays of 4
+/// MiB or more are advised as wanting huge pages, as tidefall's tables are.
+///
+/// * [`PlainSlots::sized`]: as many slots as a tidefall partition holding `keys` keys (a
+///   power of two past `keys` / 0.75), never growing. M1's second floor: what tidefall's put
+///   costs beyond it is its protocol and the loads that reach its table, not the table's
+///   layout (PERFORMANCE.md, "Where M1's time goes"); sized for a million keys, M3's drained
+///   floors.
+/// * [`PlainSlots::growing`]: 16 slots, doubled past three quarters full as a fresh tidefall
+///   table is, by a migration that moves every key to a table twice the size (placed by its
+///   stored hash, or hashed again where the slot has none). M3's growth floors.
+struct PlainSlots<const CELLS: usize> {
     hasher: DefaultHashBuilder,
     states: Vec<u64>,
-    cells: Vec<[u64; 5]>,
+    cells: Vec<[u64; CELLS]>,
+    live: usize,
+    grows: bool,
 }
 
-impl PlainSlots {
+impl<const CELLS: usize> PlainSlots<CELLS> {
     /// The state word of a slot holding a key.
     const KEYED: u64 = 1 << 17;
 
-    fn new(keys: u64) -> Self {
+    fn sized(keys: u64) -> Self {
         let len = ((keys * 4).div_ceil(3) + 1).next_power_of_two() as usize;
+        Self::with_len(DefaultHashBuilder::default(), len, false)
+    }
+
+    fn growing() -> Self {
+        Self::with_len(DefaultHashBuilder::default(), 16, true)
+    }
+
+    fn with_len(hasher: DefaultHashBuilder, len: usize, grows: bool) -> Self {
         PlainSlots {
-            hasher: DefaultHashBuilder::default(),
-            states: vec![0; len],
-            cells: vec![[0; 5]; len],
+            hasher,
+            states: huge_array(len, 0),
+            cells: huge_array(len, [0; CELLS]),
+            live: 0,
+            grows,
         }
     }
 
@@ -337,17 +358,51 @@ impl PlainSlots {
         let mut index = hash as usize & mask;
         loop {
             let state = self.states[index];
-            if state == stored && self.cells[index][1] == key {
-                self.cells[index][2..].copy_from_slice(&[value, 0, 0]);
+            if state == stored && self.cells[index][0] == key {
+                self.cells[index][1..4].copy_from_slice(&[value, 0, 0]);
                 return;
             }
             if state == 0 {
                 self.states[index] = stored;
-                self.cells[index] = [hash, key, value, 0, 0];
+                let mut cells = [0; CELLS];
+                cells[0] = key;
+                cells[1] = value;
+                if let Some(cell) = cells.get_mut(4) {
+                    *cell = hash;
+                }
+                self.cells[index] = cells;
+                if self.grows {
+                    self.live += 1;
+                    if self.live * 4 > self.states.len() * 3 {
+                        self.grow();
+                    }
+                }
                 return;
             }
             index = (index + 1) & mask;
         }
+    }
+
+    #[inline(never)]
+    fn grow(&mut self) {
+        let mut next = Self::with_len(self.hasher.clone(), self.states.len() * 2, true);
+        let mask = next.states.len() - 1;
+        for (&state, cells) in self.states.iter().zip(&self.cells) {
+            if state != 0 {
+                let hash = match cells.get(4) {
+                    Some(&hash) => hash,
+                    None => self.hasher.hash_one(cells[0]),
+                };
+                let mut index = hash as usize & mask;
+                while next.states[index] != 0 {
+                    index = (index + 1) & mask;
+                }
+                next.states[index] = state;
+                next.cells[index] = *cells;
+            }
+        }
+        next.live = self.live;
+        *self = next;
     }
 
     fn clear(&mut self) {
@@ -360,89 +415,11 @@ impl PlainSlots {
         let mut sum = 0u64;
         for (state, cells) in self.states.iter_mut().zip(&self.cells) {
             if *state != 0 {
-                sum = sum.wrapping_add(cells[2]);
+                sum = sum.wrapping_add(cells[1]);
             }
             *state = 0;
         }
         sum
-    }
-}
-
-/// M3's growth floors: one thread's open-addressing table that starts at 16 slots and
-/// doubles past three quarters full, as a fresh tidefall map's table does, with none of
-/// tidefall's protocol: linear probing, plain loads and stores, and a migration that
-/// rehashes every key into a table twice the size (tidefall reads the hash it stored
-/// instead). Each slot is an 8-byte state word (a flag and the hash's top 16 bits) in one
-/// array and `CELLS` words in another: 5 is tidefall's layout (48 bytes a slot: the key,
-/// its hash, the value, the version and the `updates` count), 4 holds an [`Entry`]'s four
-/// words and no hash (40 bytes a slot). Arrays of 4 MiB or more are advised as wanting
-/// huge pages, as tidefall's tables are. What the slot's size costs a growing map, apart
-/// from any protocol (PERFORMANCE.md, "M3 against the floors of its design").
-struct GrowingSlots<const CELLS: usize> {
-    hasher: DefaultHashBuilder,
-    states: Vec<u64>,
-    cells: Vec<[u64; CELLS]>,
-    live: usize,
-}
-
-impl<const CELLS: usize> GrowingSlots<CELLS> {
-    fn new() -> Self {
-        Self::with_len(DefaultHashBuilder::default(), 16)
-    }
-
-    fn with_len(hasher: DefaultHashBuilder, len: usize) -> Self {
-        GrowingSlots {
-            hasher,
-            states: huge_array(len, 0),
-            cells: huge_array(len, [0; CELLS]),
-            live: 0,
-        }
-    }
-
-    #[inline]
-    fn put(&mut self, key: u64, value: u64) {
-        let hash = self.hasher.hash_one(key);
-        let stored = PlainSlots::KEYED | hash >> 48;
-        let mask = self.states.len() - 1;
-        let mut index = hash as usize & mask;
-        loop {
-            let state = self.states[index];
-            if state == stored && self.cells[index][0] == key {
-                self.cells[index][1] = value;
-                return;
-            }
-            if state == 0 {
-                self.states[index] = stored;
-                let mut cells = [0; CELLS];
-                cells[0] = key;
-                cells[1] = value;
-                self.cells[index] = cells;
-                self.live += 1;
-                if self.live * 4 > self.states.len() * 3 {
-                    self.grow();
-                }
-                return;
-            }
-            index = (index + 1) & mask;
-        }
-    }
-
-    #[inline(never)]
-    fn grow(&mut self) {
-        let mut next = Self::with_len(self.hasher.clone(), self.states.len() * 2);
-        let mask = next.states.len() - 1;
-        for (&state, &cells) in self.states.iter().zip(&self.cells) {
-            if state != 0 {
-                let mut index = self.hasher.hash_one(cells[0]) as usize & mask;
-                while next.states[index] != 0 {
-                    index = (index + 1) & mask;
-                }
-                next.states[index] = state;
-                next.cells[index] = cells;
-            }
-        }
-        next.live = self.live;
-        *self = next;
     }
 }
 
@@ -468,6 +445,20 @@ fn huge_array<T: Copy>(len: usize, zero: T) -> Vec<T> {
     }
     array.resize(len, zero);
     array
+}
+
+/// M3's double-buffered floor of a [`PlainSlots`] layout: two tables sized for `DISTINCT`
+/// keys written in turn, the one just written drained after each chunk (untimed).
+fn slots_two_tables_drained<const CELLS: usize>(g: &mut BenchmarkGroup<'_, WallTime>, id: &str) {
+    let mut sides = [(); 2].map(|()| PlainSlots::<CELLS>::sized(DISTINCT));
+    let mut turn = 0;
+    bench_chunks(g, GROUP_DISTINCT_1, id, DISTINCT, || {
+        let slots = &mut sides[turn % 2];
+        turn += 1;
+        let timed = one_writer(DISTINCT, |i| slots.put(i, i));
+        black_box(slots.drain());
+        timed
+    });
 }
 
 fn put_hot_2threads(c: &mut Criterion) {
@@ -591,7 +582,7 @@ fn put_distinct_1thread(c: &mut Criterion) {
 
     // The growth floors, each a fresh table per chunk, as `tidefall` above.
     bench_chunks(g, GROUP_DISTINCT_1, "floor_slots_fresh", DISTINCT, || {
-        let mut slots = GrowingSlots::<5>::new();
+        let mut slots = PlainSlots::<5>::growing();
         one_writer(DISTINCT, |i| slots.put(i, i))
     });
     bench_chunks(
@@ -600,7 +591,7 @@ fn put_distinct_1thread(c: &mut Criterion) {
         "floor_entry_slots_fresh",
         DISTINCT,
         || {
-            let mut slots = GrowingSlots::<4>::new();
+            let mut slots = PlainSlots::<4>::growing();
             one_writer(DISTINCT, |i| slots.put(i, i))
         },
     );
@@ -637,7 +628,7 @@ fn put_distinct_1thread(c: &mut Criterion) {
     // tidefall's slot layout with none of its protocol (48 bytes a slot), and hashbrown's
     // (a control byte and a 16-byte bucket): what the slot's size costs, apart from the
     // protocol (PERFORMANCE.md, "M3 against its floor").
-    let mut slots = PlainSlots::new(DISTINCT);
+    let mut slots = PlainSlots::<5>::sized(DISTINCT);
     bench_chunks(g, GROUP_DISTINCT_1, "floor_slots_drained", DISTINCT, || {
         let timed = one_writer(DISTINCT, |i| slots.put(i, i));
         slots.clear();
@@ -663,24 +654,10 @@ fn put_distinct_1thread(c: &mut Criterion) {
     // The same two floors double-buffered, as tidefall's two sides are: two tables in turn,
     // and after each chunk (untimed) the table just written is drained, its values read and
     // its slots emptied, while the other one waits for the next chunk. What a second table
-    // costs each layout, apart from any protocol (PERFORMANCE.md, "M3 against the floors of its
-    // design").
-    let mut sides = [PlainSlots::new(DISTINCT), PlainSlots::new(DISTINCT)];
-    let mut turn = 0;
-    bench_chunks(
-        g,
-        GROUP_DISTINCT_1,
-        "floor_slots_two_tables_drained",
-        DISTINCT,
-        || {
-            let slots = &mut sides[turn % 2];
-            turn += 1;
-            let timed = one_writer(DISTINCT, |i| slots.put(i, i));
-            black_box(slots.drain());
-            timed
-        },
-    );
-    drop(sides);
+    // costs each layout, apart from any protocol (PERFORMANCE.md, "M3 against the floors of
+    // its design"); an `Entry`'s four words and a state word, besides.
+    slots_two_tables_drained::<5>(g, "floor_slots_two_tables_drained");
+    slots_two_tables_drained::<4>(g, "floor_entry_slots_two_tables_drained");
     let mut sides = [(); 2].map(|()| StdMap::with_hasher(DefaultHashBuilder::default()));
     let mut turn = 0;
     bench_chunks(
