@@ -57,24 +57,43 @@ impl<T> LaneBlock<T> {
 }
 
 /// One owner thread's staging chain for one partition.
+///
+/// The owner's words and the taker's are on cache lines of their own, and the pool on a
+/// third: a push reads `thread`, `written` and `tail`, and a taker stores `head` once per
+/// block it reads past and locks the pool once per block it recycles, so on one line each
+/// of those stores took the line from the owner in the middle of its pushes (L1's bench with
+/// ticks every 10 ms: 0.1% of the pushes that link no block took about 100 ns against 28
+/// without ticks; PERFORMANCE.md, "The lane's words on lines of their own").
 pub(crate) struct Lane<T> {
-    /// The owner's thread number (see `routing::this_thread`): never 0.
-    thread: usize,
-    /// Values written by the owner, ever: the owner's Release store publishes each value.
-    written: CachePadded<AtomicU64>,
-    /// Values moved out by takers, ever.
-    taken: CachePadded<AtomicU64>,
-    /// How many values the final take drained, once it has; [`NOT_DRAINED`] before.
-    final_count: AtomicU64,
-    /// The owner's block: where value `written` goes (owner only).
-    tail: UnsafeCell<*mut LaneBlock<T>>,
-    /// The taker's block: the one holding value `taken`, or the one before it when `taken`
-    /// starts a block that may not be linked yet (taker only, and the owner once settled).
-    head: UnsafeCell<*mut LaneBlock<T>>,
+    /// What the owner reads and writes on every push.
+    own: CachePadded<Own<T>>,
+    /// What the taker reads and writes on every take.
+    take: CachePadded<Take<T>>,
     /// Drained blocks, from the taker back to the owner. Boxed: blocks are linked as raw
     /// `Box` pointers; moving them out of their allocation would cost one per reuse.
     #[allow(clippy::vec_box)]
-    pool: Mutex<Vec<Box<LaneBlock<T>>>>,
+    pool: CachePadded<Mutex<Vec<Box<LaneBlock<T>>>>>,
+}
+
+/// The owner's words of a [`Lane`].
+struct Own<T> {
+    /// The owner's thread number (see `routing::this_thread`): never 0.
+    thread: usize,
+    /// Values written by the owner, ever: the owner's Release store publishes each value.
+    written: AtomicU64,
+    /// The owner's block: where value `written` goes (owner only).
+    tail: UnsafeCell<*mut LaneBlock<T>>,
+}
+
+/// The taker's words of a [`Lane`].
+struct Take<T> {
+    /// Values moved out by takers, ever.
+    taken: AtomicU64,
+    /// How many values the final take drained, once it has; [`NOT_DRAINED`] before.
+    final_count: AtomicU64,
+    /// The taker's block: the one holding value `taken`, or the one before it when `taken`
+    /// starts a block that may not be linked yet (taker only, and the owner once settled).
+    head: UnsafeCell<*mut LaneBlock<T>>,
 }
 
 // SAFETY: values of `T` move from the owner thread to the taker, so `T: Send` is required and
@@ -90,20 +109,24 @@ impl<T> Lane<T> {
     pub(crate) fn new(thread: usize) -> Self {
         let first = Box::into_raw(LaneBlock::new(0));
         Lane {
-            thread,
-            written: CachePadded::new(AtomicU64::new(0)),
-            taken: CachePadded::new(AtomicU64::new(0)),
-            final_count: AtomicU64::new(NOT_DRAINED),
-            tail: UnsafeCell::new(first),
-            head: UnsafeCell::new(first),
-            pool: Mutex::new(Vec::new()),
+            own: CachePadded::new(Own {
+                thread,
+                written: AtomicU64::new(0),
+                tail: UnsafeCell::new(first),
+            }),
+            take: CachePadded::new(Take {
+                taken: AtomicU64::new(0),
+                final_count: AtomicU64::new(NOT_DRAINED),
+                head: UnsafeCell::new(first),
+            }),
+            pool: CachePadded::new(Mutex::new(Vec::new())),
         }
     }
 
     /// The owner's thread number.
     #[inline]
     pub(crate) fn thread(&self) -> usize {
-        self.thread
+        self.own.thread
     }
 
     /// Values written and not yet taken: exact when neither side is mid-operation.
@@ -111,8 +134,8 @@ impl<T> Lane<T> {
     pub(crate) fn pending(&self) -> u64 {
         // Relaxed (both): a count for `len` and the drain trigger; it promises nothing about
         // operations in flight.
-        let written = self.written.load(Ordering::Relaxed);
-        let taken = self.taken.load(Ordering::Relaxed);
+        let written = self.own.written.load(Ordering::Relaxed);
+        let taken = self.take.taken.load(Ordering::Relaxed);
         written.saturating_sub(taken)
     }
 
@@ -120,7 +143,7 @@ impl<T> Lane<T> {
     #[inline]
     pub(crate) fn pending_after(&self, written: u64) -> u64 {
         // Relaxed: a count for the drain trigger, like `pending`.
-        written.saturating_sub(self.taken.load(Ordering::Relaxed))
+        written.saturating_sub(self.take.taken.load(Ordering::Relaxed))
     }
 
     /// Appends one value; returns its position in the lane.
@@ -135,7 +158,7 @@ impl<T> Lane<T> {
     #[inline(always)]
     pub(crate) unsafe fn write(&self, item: T) -> u64 {
         // Relaxed: the owner's own counter; only this thread stores it.
-        let n = self.written.load(Ordering::Relaxed);
+        let n = self.own.written.load(Ordering::Relaxed);
         // SAFETY: the caller is the owner (this function's contract), the only user of
         // `tail` and of the cell of value `n`, which no taker reads before `written > n`.
         // `idx < CAP`, the length of `values`.
@@ -149,7 +172,7 @@ impl<T> Lane<T> {
         }
         // Release: pairs with the taker's Acquire load of `written`, publishing the value
         // (and any block linked for it).
-        self.written.store(n + 1, Ordering::Release);
+        self.own.written.store(n + 1, Ordering::Release);
         n
     }
 
@@ -163,11 +186,11 @@ impl<T> Lane<T> {
     /// would stay unpublished, and the owner's block pointer could be past them.
     pub(crate) unsafe fn write_all(&self, items: impl Iterator<Item = T>) -> (u64, u64) {
         // Relaxed: as in `write`.
-        let first = self.written.load(Ordering::Relaxed);
+        let first = self.own.written.load(Ordering::Relaxed);
         let mut n = first;
         // SAFETY: the owner alone uses `tail` (the caller's contract); kept in a local across
         // the loop, and updated with it when a block is linked.
-        let mut block = unsafe { self.tail.with_mut(|tail| *tail) };
+        let mut block = unsafe { self.own.tail.with_mut(|tail| *tail) };
         for item in items {
             let idx = (n as usize) & (LaneBlock::<T>::CAP - 1);
             if idx == 0 {
@@ -185,7 +208,7 @@ impl<T> Lane<T> {
             n += 1;
         }
         // Release: as in `write`, for all of them at once.
-        self.written.store(n, Ordering::Release);
+        self.own.written.store(n, Ordering::Release);
         (first, n - first)
     }
 
@@ -200,10 +223,10 @@ impl<T> Lane<T> {
     /// nor drops the slice's values after the call.
     pub(crate) unsafe fn write_slice(&self, items: &[T]) -> (u64, u64) {
         // Relaxed: as in `write`.
-        let first = self.written.load(Ordering::Relaxed);
+        let first = self.own.written.load(Ordering::Relaxed);
         let mut n = first;
         // SAFETY: the owner alone uses `tail` (the caller's contract), as in `write_all`.
-        let mut block = unsafe { self.tail.with_mut(|tail| *tail) };
+        let mut block = unsafe { self.own.tail.with_mut(|tail| *tail) };
         let mut rest = items;
         while !rest.is_empty() {
             let idx = (n as usize) & (LaneBlock::<T>::CAP - 1);
@@ -236,7 +259,7 @@ impl<T> Lane<T> {
             rest = later;
         }
         // Release: as in `write`, for all of them at once.
-        self.written.store(n, Ordering::Release);
+        self.own.written.store(n, Ordering::Release);
         (first, n - first)
     }
 
@@ -248,7 +271,7 @@ impl<T> Lane<T> {
     #[inline(always)]
     unsafe fn block_for(&self, n: u64) -> *mut LaneBlock<T> {
         // SAFETY: the owner alone uses `tail` (the caller's contract).
-        let tail = unsafe { self.tail.with_mut(|tail| *tail) };
+        let tail = unsafe { self.own.tail.with_mut(|tail| *tail) };
         if n & (LaneBlock::<T>::CAP as u64 - 1) == 0 {
             // SAFETY: as above.
             return unsafe { self.link_block(tail, n >> LaneBlock::<T>::SHIFT) };
@@ -280,7 +303,7 @@ impl<T> Lane<T> {
         // which counts a value in the fresh block.
         tail_block.next.store(fresh, Ordering::Relaxed);
         // SAFETY: the owner alone uses `tail`.
-        unsafe { self.tail.with_mut(|tail| *tail = fresh) };
+        unsafe { self.own.tail.with_mut(|tail| *tail = fresh) };
         fresh
     }
 
@@ -292,12 +315,12 @@ impl<T> Lane<T> {
     pub(crate) unsafe fn drain(&self, out: &mut Vec<T>) -> u64 {
         // Acquire: pairs with the owner's Release store of `written`: every value below it,
         // and every block link it needs, is visible.
-        let end = self.written.load(Ordering::Acquire);
+        let end = self.own.written.load(Ordering::Acquire);
         // Relaxed: the takers' own counter, ordered between takers by their lock.
-        let start = self.taken.load(Ordering::Relaxed);
+        let start = self.take.taken.load(Ordering::Relaxed);
         out.reserve((end - start) as usize);
         // SAFETY: takers alone use `head` (the caller's contract).
-        let mut block = unsafe { self.head.with_mut(|head| *head) };
+        let mut block = unsafe { self.take.head.with_mut(|head| *head) };
         // Block by block: one run of values per block, moved out without a per-value
         // capacity check or block test (`extend` from a slice iterator knows its length).
         let mut n = start;
@@ -328,25 +351,25 @@ impl<T> Lane<T> {
             n += run as u64;
         }
         // SAFETY: as above.
-        unsafe { self.head.with_mut(|head| *head = block) };
+        unsafe { self.take.head.with_mut(|head| *head = block) };
         // Relaxed: the takers' own counter (their lock orders it between them, and before a
         // settling owner); `pending` only needs a value.
-        self.taken.store(end, Ordering::Relaxed);
+        self.take.taken.store(end, Ordering::Relaxed);
         end - start
     }
 
     /// Records that the final take drained the lane up to `taken`.
     pub(crate) fn mark_final(&self) {
         // Relaxed: the takers' own counter.
-        let taken = self.taken.load(Ordering::Relaxed);
+        let taken = self.take.taken.load(Ordering::Relaxed);
         // Relaxed: published by the caller's unlock of the takers' lock.
-        self.final_count.store(taken, Ordering::Relaxed);
+        self.take.final_count.store(taken, Ordering::Relaxed);
     }
 
     /// How many values the final take drained, or `None` if it never saw this lane.
     pub(crate) fn final_count(&self) -> Option<u64> {
         // Relaxed: read after the caller took the takers' lock, which the final take held.
-        match self.final_count.load(Ordering::Relaxed) {
+        match self.take.final_count.load(Ordering::Relaxed) {
             NOT_DRAINED => None,
             n => Some(n),
         }
@@ -360,9 +383,9 @@ impl<T> Lane<T> {
     /// taker can ever see it), with `from` at or past every value a taker drained.
     pub(crate) unsafe fn retract(&self, from: u64, out: &mut Vec<T>) {
         // Relaxed: the owner's own counter.
-        let end = self.written.load(Ordering::Relaxed);
+        let end = self.own.written.load(Ordering::Relaxed);
         // SAFETY: no taker uses `head` any more (the caller's contract).
-        let mut block = unsafe { self.head.with_mut(|head| *head) };
+        let mut block = unsafe { self.take.head.with_mut(|head| *head) };
         for n in from..end {
             let index = n >> LaneBlock::<T>::SHIFT;
             // SAFETY: blocks from `head` on are alive (only takers free blocks, and they are
@@ -376,7 +399,7 @@ impl<T> Lane<T> {
             out.push(unsafe { (*block).values[idx].with_mut(|cell| (*cell).assume_init_read()) });
         }
         // Relaxed: the owner's own counter; no taker reads it any more.
-        self.written.store(from, Ordering::Relaxed);
+        self.own.written.store(from, Ordering::Relaxed);
     }
 
     /// Keeps a drained block for reuse.
@@ -402,10 +425,10 @@ impl<T> Lane<T> {
 impl<T> Drop for Lane<T> {
     fn drop(&mut self) {
         // `&mut self`: neither side is left. Relaxed (all): `&mut` orders everything before.
-        let end = self.written.load(Ordering::Relaxed);
-        let start = self.taken.load(Ordering::Relaxed);
+        let end = self.own.written.load(Ordering::Relaxed);
+        let start = self.take.taken.load(Ordering::Relaxed);
         // SAFETY: `&mut self`: nobody else uses `head`.
-        let mut block = unsafe { self.head.with_mut(|head| *head) };
+        let mut block = unsafe { self.take.head.with_mut(|head| *head) };
         let mut n = start;
         while !block.is_null() {
             // SAFETY: the chain from `head` holds every live block, each from `Box::into_raw`
