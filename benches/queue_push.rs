@@ -19,7 +19,10 @@
 //! * `push_2threads` (Q2): two producer threads push `PER_THREAD` items each, concurrently;
 //!   tidefall with `partitions(2)` (each thread owns its partition) and `partitions(1)` (both
 //!   threads contend on one shared partition). `tidefall_1thread` is the scaling baseline:
-//!   one thread pushing `PER_THREAD` items per chunk, the same chunk as each producer's.
+//!   one thread pushing `PER_THREAD` items per chunk, the same chunk as each producer's;
+//!   `vec_1thread` is the floor's, one thread pushing as many into a `Vec`, beside
+//!   `vec_per_thread` (a `Vec` per producer), so that the run shows how far two plain
+//!   `Vec`s scale on the machine.
 //! * `push_many_10` (Q3): tidefall's `push_many` of 10 items against each peer's best batch
 //!   insert: `extend` under one lock (the mutexes) or bare (the Vec); for the channels both
 //!   ten `send`s of an item (`*_loop`) and one `send` of a `Vec` of ten (`*_vec`, the receiver
@@ -68,7 +71,7 @@ const PER_THREAD: u64 = 200_000;
 const MANY_CALLS: u64 = 1_000;
 
 /// The contestant ids that are not peers but the physical floor: reported, never a target.
-const FLOOR: &[&str] = &["vec", "vec_per_thread"];
+const FLOOR: &[&str] = &["vec", "vec_per_thread", "vec_1thread"];
 
 /// Per-chunk medians (ns/item) of the contestants run so far, as `(group, id, median)`, for
 /// the ratio tables and the targets.
@@ -422,6 +425,21 @@ fn push_2threads(c: &mut Criterion) {
         || one_producers_share(&queue),
     );
     queue.stop().unwrap();
+    // The floor's own scaling baseline: one thread pushing one producer's share into a `Vec`
+    // (cleared between chunks, its capacity kept), against `vec_per_thread` below.
+    let mut vec = Vec::new();
+    bench_chunks(
+        &mut group,
+        GROUP_2THREADS,
+        "vec_1thread",
+        PER_THREAD,
+        || {
+            let timed = pushes(PER_THREAD, |i| vec.push(i));
+            vec.clear();
+            timed
+        },
+    );
+    drop(vec);
     group.throughput(Throughput::Elements(2 * PER_THREAD));
 
     for partitions in [2, 1] {
@@ -716,6 +734,13 @@ fn targets(_: &mut Criterion) {
     println!(
         "  Q2  (the same against Q1's smaller chunk: {})",
         show(against_q1, "×")
+    );
+    let floor = median(GROUP_2THREADS, "vec_1thread")
+        .zip(median(GROUP_2THREADS, "vec_per_thread"))
+        .map(|(one, two)| one / two);
+    println!(
+        "  Q2  (the floor's own scaling, a Vec per thread against one thread's Vec, same chunk: {})",
+        show(floor, "×")
     );
     target_line(
         "Q3",
