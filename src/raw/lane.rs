@@ -61,9 +61,10 @@ impl<T> LaneBlock<T> {
 /// The owner's words and the taker's are on cache lines of their own, and the pool on a
 /// third: a push reads `thread`, `written` and `tail`, and a taker stores `head` once per
 /// block it reads past and locks the pool once per block it recycles, so on one line each
-/// of those stores took the line from the owner in the middle of its pushes (L1's bench with
-/// ticks every 10 ms: 0.1% of the pushes that link no block took about 100 ns against 28
-/// without ticks; PERFORMANCE.md, "The lane's words on lines of their own").
+/// of those stores took the line from the owner in the middle of its pushes (L1's loop with
+/// ticks every 10 ms, timed push by push: 0.1% of the pushes that link no block took about
+/// 100 ns, against 28 without ticks; PERFORMANCE.md, "The lane's words on lines of their
+/// own").
 pub(crate) struct Lane<T> {
     /// What the owner reads and writes on every push.
     own: CachePadded<Own<T>>,
