@@ -28,9 +28,10 @@
 //!   `floor_std_unlocked_drained`; and the same two with two tables written in turn, as
 //!   tidefall's two sides are, `floor_slots_two_tables_drained` and
 //!   `floor_std_two_tables_drained`, with `floor_entry_slots_two_tables_drained` beside them
-//!   (a slot of an `Entry`'s four words and a state word). So are two floors of a fresh
-//!   map's growth, `floor_slots_fresh` and `floor_entry_slots_fresh`
-//!   ([`PlainSlots::growing`]).
+//!   (a slot of an `Entry`'s four words and a state word) and
+//!   `floor_kv_slots_two_tables_drained` (a key, a value and a state word). So are three
+//!   floors of a fresh map's growth, `floor_slots_fresh`, `floor_entry_slots_fresh` and
+//!   `floor_kv_slots_fresh` ([`PlainSlots::growing`]).
 //! * `put_distinct_2threads`: two threads insert `DISTINCT / 2` new keys each (interleaved)
 //!   into a fresh map.
 //! * `put_hot_1thread_interleaved` and `put_hot_2threads_interleaved`: the peers of the two
@@ -306,7 +307,8 @@ fn put_hot_1thread(c: &mut Criterion) {
 /// open-addressing table, each slot an 8-byte state word (a flag and the hash's top 16 bits)
 /// in one array and `CELLS` words of cells in another: the key, the value, the version, the
 /// `updates` count and, with 5, the hash, as tidefall's 48-byte slot; with 4, an
-/// [`Entry`]'s four words and no hash (40 bytes a slot). Linear probing, as
+/// [`Entry`]'s four words and no hash (40 bytes a slot); with 2, the key and the value alone
+/// (24 bytes a slot: the least a slot of this design holds). Linear probing, as
 /// `tidefall::raw::table`; plain loads and stores: no generation word, no owner check, no
 /// partition routing, and the table in a local, not behind the map's pointers. Arrays of 4
 /// MiB or more are advised as wanting huge pages, as tidefall's tables are.
@@ -359,7 +361,12 @@ impl<const CELLS: usize> PlainSlots<CELLS> {
         loop {
             let state = self.states[index];
             if state == stored && self.cells[index][0] == key {
-                self.cells[index][1..4].copy_from_slice(&[value, 0, 0]);
+                let cells = &mut self.cells[index];
+                cells[1] = value;
+                // The version and the `updates` count, in the layouts that hold them.
+                for cell in cells.iter_mut().take(4).skip(2) {
+                    *cell = 0;
+                }
                 return;
             }
             if state == 0 {
@@ -595,6 +602,16 @@ fn put_distinct_1thread(c: &mut Criterion) {
             one_writer(DISTINCT, |i| slots.put(i, i))
         },
     );
+    bench_chunks(
+        g,
+        GROUP_DISTINCT_1,
+        "floor_kv_slots_fresh",
+        DISTINCT,
+        || {
+            let mut slots = PlainSlots::<2>::growing();
+            one_writer(DISTINCT, |i| slots.put(i, i))
+        },
+    );
 
     bench_chunks(g, GROUP_DISTINCT_1, "mutex_std_extend", DISTINCT, || {
         let map = std_map();
@@ -655,9 +672,11 @@ fn put_distinct_1thread(c: &mut Criterion) {
     // and after each chunk (untimed) the table just written is drained, its values read and
     // its slots emptied, while the other one waits for the next chunk. What a second table
     // costs each layout, apart from any protocol (PERFORMANCE.md, "M3 against the floors of
-    // its design"); an `Entry`'s four words and a state word, besides.
+    // its design"); an `Entry`'s four words and a state word, besides, and a key, a value
+    // and a state word.
     slots_two_tables_drained::<5>(g, "floor_slots_two_tables_drained");
     slots_two_tables_drained::<4>(g, "floor_entry_slots_two_tables_drained");
+    slots_two_tables_drained::<2>(g, "floor_kv_slots_two_tables_drained");
     let mut sides = [(); 2].map(|()| StdMap::with_hasher(DefaultHashBuilder::default()));
     let mut turn = 0;
     bench_chunks(
