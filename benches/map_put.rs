@@ -454,6 +454,15 @@ fn huge_array<T: Copy>(len: usize, zero: T) -> Vec<T> {
     array
 }
 
+/// M3's growth floor of a [`PlainSlots`] layout: a table grown from 16 slots per chunk, as a
+/// fresh tidefall map's is.
+fn slots_fresh<const CELLS: usize>(g: &mut BenchmarkGroup<'_, WallTime>, id: &str) {
+    bench_chunks(g, GROUP_DISTINCT_1, id, DISTINCT, || {
+        let mut slots = PlainSlots::<CELLS>::growing();
+        one_writer(DISTINCT, |i| slots.put(i, i))
+    });
+}
+
 /// M3's double-buffered floor of a [`PlainSlots`] layout: two tables sized for `DISTINCT`
 /// keys written in turn, the one just written drained after each chunk (untimed).
 fn slots_two_tables_drained<const CELLS: usize>(g: &mut BenchmarkGroup<'_, WallTime>, id: &str) {
@@ -588,30 +597,9 @@ fn put_distinct_1thread(c: &mut Criterion) {
     map.stop().unwrap();
 
     // The growth floors, each a fresh table per chunk, as `tidefall` above.
-    bench_chunks(g, GROUP_DISTINCT_1, "floor_slots_fresh", DISTINCT, || {
-        let mut slots = PlainSlots::<5>::growing();
-        one_writer(DISTINCT, |i| slots.put(i, i))
-    });
-    bench_chunks(
-        g,
-        GROUP_DISTINCT_1,
-        "floor_entry_slots_fresh",
-        DISTINCT,
-        || {
-            let mut slots = PlainSlots::<4>::growing();
-            one_writer(DISTINCT, |i| slots.put(i, i))
-        },
-    );
-    bench_chunks(
-        g,
-        GROUP_DISTINCT_1,
-        "floor_kv_slots_fresh",
-        DISTINCT,
-        || {
-            let mut slots = PlainSlots::<2>::growing();
-            one_writer(DISTINCT, |i| slots.put(i, i))
-        },
-    );
+    slots_fresh::<5>(g, "floor_slots_fresh");
+    slots_fresh::<4>(g, "floor_entry_slots_fresh");
+    slots_fresh::<2>(g, "floor_kv_slots_fresh");
 
     bench_chunks(g, GROUP_DISTINCT_1, "mutex_std_extend", DISTINCT, || {
         let map = std_map();
