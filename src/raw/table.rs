@@ -7,11 +7,13 @@
 //! `g % 2`. A side is a chain of [`Table`]s: the first one, then tables linked by writers
 //! when the last one fills, each twice the size of the one before; a linked table's keys
 //! *move* into the next one (see *Growth*), and the side's `current` pointer says where
-//! writers start. A table has one atomic *state word* per slot, and the slot's cells (the key
-//! with its hash, and the value with its version). A small table puts each slot's state and
-//! cells in one cache line, so that a write touches one line; a large one keeps the states
-//! in one array and the cells in another, so that a probe reads eight states per cache line
-//! and touches a slot's cells only for its own key (see [`Table`]).
+//! writers start. A table has one atomic *state word* per slot, the slot's cells (the key
+//! with its hash, and the value), and its *versions cell* (the value's version and
+//! `updates` count, which only `put_newer` writes: see [`Versions`]). A small table puts
+//! each slot's state, cells and versions in one cache line, so that a write touches one
+//! line; a large one keeps the states in one array, the cells in another and the versions
+//! in a third, so that a probe reads eight states per cache line and touches a slot's cells
+//! only for its own key (see [`Table`]).
 //!
 //! Every slot's state word:
 //!
@@ -22,7 +24,8 @@
 //!
 //! The stamp is the low 40 bits of the generation the slot currently serves; the flags are
 //! `LOCKED`, `KEYED` (the key cell is initialized), `VALUE` (the value cell is initialized),
-//! `MOVED` and `SEALED`; the tag is the top 16 bits of the key's hash. A slot of generation
+//! `VERSIONED` (so is the versions cell; without it the value's version and `updates` are
+//! 0), `MOVED` and `SEALED`; the tag is the top 16 bits of the key's hash. A slot of generation
 //! `g` is *empty* (no flag), *claiming* (`LOCKED` alone: a writer took it and is deciding
 //! whether to keep it), *keyed* (`KEYED`, with or without `VALUE`; `LOCKED` while one thread
 //! works on it), *moved* (`MOVED`: its key, if it had one, is in a later table of the chain)
@@ -301,6 +304,11 @@ const SEALED: u64 = 1 << 19;
 /// The slot's key, if it had one, is in a later table (for a link word: every slot of the
 /// table has moved).
 const MOVED: u64 = 1 << 20;
+/// The versions cell is initialized: the value has a version or an `updates` count (see
+/// [`Versions`]). Only with `VALUE`.
+const VERSIONED: u64 = 1 << 21;
+/// What a keyed slot's state says of its cells, and carries to the slot its key moves to.
+const CARRIED: u64 = TAG_MASK | KEYED | VALUE | VERSIONED;
 /// Where the generation stamp starts.
 const STAMP_SHIFT: u32 = 24;
 /// The stamp bits of a state word.
@@ -337,28 +345,64 @@ struct Key<K> {
     key: K,
 }
 
-/// A value and its bookkeeping: what an [`Entry`] carries besides the key.
-struct Record<V> {
-    value: V,
+/// A value's version and `updates` count (an [`Entry`]'s two counters), kept out of the
+/// slot's cells: a `put` stores neither (its entry's are 0), so only a value that
+/// `put_newer` wrote, or replaced, has them, in the slot's versions cell, and its state
+/// says `VERSIONED`. A `put` then writes a key and a value and nothing else, and a table
+/// of `put`s never touches its versions cells: a drained table of a million keys is read
+/// and written through 32 bytes a slot (the state, the key with its hash, the value) in
+/// place of 48, which is M3's drained put (PERFORMANCE.md, "A put's slot without its
+/// versions").
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Versions {
     version: u64,
     updates: u64,
 }
 
-/// One slot's cells, beside its state word in [`Table::states`]. Accessed by the thread
-/// holding the slot, or by the taker once the slot is sealed.
+impl Versions {
+    /// A `put`'s: what a slot without `VERSIONED` holds.
+    const NONE: Versions = Versions {
+        version: 0,
+        updates: 0,
+    };
+}
+
+/// One slot's key and value, beside its state word in [`Table::states`]. Accessed by the
+/// thread holding the slot, or by the taker once the slot is sealed.
 struct Cells<K, V> {
     /// Initialized iff `KEYED`.
     key: UnsafeCell<MaybeUninit<Key<K>>>,
     /// Initialized iff `VALUE`.
-    record: UnsafeCell<MaybeUninit<Record<V>>>,
+    value: UnsafeCell<MaybeUninit<V>>,
 }
 
-/// One slot of a table laid out in lines: its state word and its cells in one cache line.
+/// One slot's versions cell: initialized iff `VERSIONED` (see [`Versions`]).
+type VersionsCell = UnsafeCell<MaybeUninit<Versions>>;
+
+/// One slot of a table laid out in lines: its state word, its cells and its versions in one
+/// cache line.
 #[repr(C, align(64))]
 struct Line<K, V> {
     state: AtomicU64,
     cells: Cells<K, V>,
+    versions: VersionsCell,
 }
+
+/// A slot's cells and its versions cell, as the table lays them out: what a thread holding
+/// the slot reaches.
+struct Slot<'a, K, V> {
+    key: &'a UnsafeCell<MaybeUninit<Key<K>>>,
+    value: &'a UnsafeCell<MaybeUninit<V>>,
+    versions: &'a VersionsCell,
+}
+
+impl<K, V> Clone for Slot<'_, K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K, V> Copy for Slot<'_, K, V> {}
 
 /// The largest table laid out in lines (1 MiB of them): see [`Table`]. Small under Miri,
 /// so that its tests grow from tables in lines to tables in arrays.
@@ -371,11 +415,12 @@ const LINES_UP_TO: usize = if cfg!(miri) { 4 } else { 1 << 14 };
 /// shared store then takes one line from the core that wrote the key last, not two (M2's
 /// loop, two threads writing the same 1 000 keys in the same order: chunk medians 13.0–15.5
 /// ns per put in arrays, 10.0–13.3 in lines; PERFORMANCE.md, "Small tables in lines"). A
-/// larger table keeps its states in one array and its cells in another: probing a table of
-/// millions of slots, a write's first miss is the state's line, and the dense array of
-/// states is a quarter of the lines' size, so more of it stays cached, and the arrays take
-/// a third less memory to clear and migrate (M3, 1 M new keys, lines throughout: 10–15%
-/// slower on a drained map, 55–85% on a fresh one).
+/// larger table keeps its states in one array, its cells in another and its versions cells
+/// in a third: probing a table of millions of slots, a write's first miss is the state's
+/// line, and the dense array of states is a quarter of the lines' size, so more of it stays
+/// cached, and the arrays take a third less memory to clear and migrate (M3, 1 M new keys,
+/// lines throughout: 10–15% slower on a drained map, 55–85% on a fresh one); a table of
+/// `put`s never touches its versions array, whose pages the kernel then never backs.
 struct Table<K, V> {
     /// The address of slot 0's state word and of its cells, the distances between two
     /// slots' states (as a shift) and cells, and the slot count less one (a power of two
@@ -384,14 +429,16 @@ struct Table<K, V> {
     /// onto its stack (PERFORMANCE.md, run R, "The owner's view and the put's stores");
     /// pointers taken from a `Box` would not stay valid across a move of the box.
     ///
-    /// Invariant: `states_at` and `cells_at` come from `Box::into_raw` of boxed slices of
-    /// `mask + 1` elements each: either one slice of [`Line`]s (`lines`, with `states_at`
-    /// and `cells_at` the first line's fields), or a slice of `AtomicU64` and one of
-    /// `Cells`; owned by the table and freed in its `Drop`.
+    /// Invariant: `states_at`, `cells_at` and `versions_at` come from `Box::into_raw` of
+    /// boxed slices of `mask + 1` elements each: either one slice of [`Line`]s (`lines`,
+    /// with the three pointers the first line's fields), or a slice of `AtomicU64`, one of
+    /// `Cells` and one of [`VersionsCell`]s; owned by the table and freed in its `Drop`.
     states_at: *mut AtomicU64,
     cells_at: *mut Cells<K, V>,
+    versions_at: *mut VersionsCell,
     state_shift: u32,
     cells_stride: usize,
+    versions_stride: usize,
     mask: usize,
     lines: bool,
     /// Stamp | `LOCKED` (linking) / `KEYED` (linked) / `MOVED` (migrated) / `SEALED`.
@@ -407,33 +454,140 @@ impl<K, V> Cells<K, V> {
     fn empty() -> Self {
         Cells {
             key: UnsafeCell::new(MaybeUninit::uninit()),
-            record: UnsafeCell::new(MaybeUninit::uninit()),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
         }
     }
+}
 
-    /// Moves this slot's key, and its record when `with_value`, into `dest`'s cells by
-    /// copying them (a migration's move of a key to its slot in the next table).
+impl<K, V> Slot<'_, K, V> {
+    /// Moves this slot's key, and its value and versions where its unlocked `state` says it
+    /// holds them, into `dest`'s cells by copying them (a migration's move of a key to its
+    /// slot in the next table, whose state then carries `state`'s [`CARRIED`] bits).
     ///
     /// # Safety
     ///
-    /// No other thread accesses either slot's cells meanwhile; this slot's key cell (and,
-    /// with `with_value`, record cell) is initialized and `dest`'s are not; and the caller
-    /// then treats this slot's cells as uninitialized (its state says moved), so that each
-    /// value is read and dropped once, from `dest`.
-    unsafe fn move_to(&self, dest: &Self, with_value: bool) {
-        // SAFETY: the contract: both cells are this thread's alone, the source initialized
-        // and the destination not, and the source is never read again.
+    /// No other thread accesses either slot's cells meanwhile; this slot's cells are
+    /// initialized as `state` says and `dest`'s are not; and the caller then treats this
+    /// slot's cells as uninitialized (its state says moved), so that each value is read and
+    /// dropped once, from `dest`.
+    unsafe fn move_to(self, dest: Self, state: u64) {
+        // SAFETY: the contract: the cells are this thread's alone, the source's initialized
+        // as `state` says and the destination's not, and the source is never read again.
         unsafe {
             self.key.with_mut(|source| {
                 dest.key
                     .with_mut(|to| ptr::copy_nonoverlapping(source, to, 1))
             });
-            if with_value {
-                self.record.with_mut(|source| {
-                    dest.record
+            if state & VALUE != 0 {
+                self.value.with_mut(|source| {
+                    dest.value
                         .with_mut(|to| ptr::copy_nonoverlapping(source, to, 1))
                 });
             }
+            if state & VERSIONED != 0 {
+                self.versions.with_mut(|source| {
+                    dest.versions
+                        .with_mut(|to| ptr::copy_nonoverlapping(source, to, 1))
+                });
+            }
+        }
+    }
+
+    /// Gives the slot `value`, with `versions` in its versions cell unless they are a
+    /// `put`'s; returns the `VERSIONED` bit its state then carries.
+    ///
+    /// # Safety
+    ///
+    /// The caller has the slot to itself (claimed or locked, or an owner write) and its
+    /// value cell is uninitialized (no `VALUE`).
+    #[inline(always)]
+    unsafe fn write_value(self, value: V, versions: Versions) -> u64 {
+        // SAFETY: the contract: nobody else touches the cells, and the value cell holds
+        // nothing to drop; the versions cell holds plain words.
+        unsafe {
+            self.value.with_mut(|cell| (*cell).write(value));
+            if versions == Versions::NONE {
+                return 0;
+            }
+            self.versions.with_mut(|cell| (*cell).write(versions));
+        }
+        VERSIONED
+    }
+
+    /// The slot's versions, as its unlocked `state` says where they are.
+    ///
+    /// # Safety
+    ///
+    /// The caller has the slot to itself (its lock, an owner write, or the seal) and
+    /// `state` is the slot's state.
+    #[inline(always)]
+    unsafe fn versions(self, state: u64) -> Versions {
+        if state & VERSIONED == 0 {
+            return Versions::NONE;
+        }
+        // SAFETY: the contract; `VERSIONED` says the cell is initialized.
+        unsafe { self.versions.with_mut(|cell| (*cell).assume_init_read()) }
+    }
+
+    /// Moves the value out of the slot, with its versions, as its unlocked `state` says
+    /// they are; the caller's next state for the slot says it holds no value.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Slot::versions`], and `state` has `VALUE`.
+    #[inline(always)]
+    unsafe fn take_value(self, state: u64) -> (V, Versions) {
+        // SAFETY: the contract: the value cell is initialized (`VALUE`), and read once (the
+        // slot's next state says it is not).
+        unsafe {
+            let value = self.value.with_mut(|cell| (*cell).assume_init_read());
+            (value, self.versions(state))
+        }
+    }
+
+    /// Replaces the slot's value as a write of `value` at `version` does: a `put` (not
+    /// `newer`) always, resetting the version and `updates`; a `put_newer` only with a
+    /// strictly newer version, adding 1 to `updates`. Returns the replaced value with the
+    /// slot's next state (`state` with its `VERSIONED` bit for the new versions), or the
+    /// value back when it was not newer.
+    ///
+    /// # Safety
+    ///
+    /// The caller has the slot to itself (its lock, or an owner write), `state` is its
+    /// unlocked state, and it has `VALUE`.
+    #[inline(always)]
+    unsafe fn replace_value(
+        self,
+        state: u64,
+        value: V,
+        version: u64,
+        newer: bool,
+    ) -> Result<(V, u64), V> {
+        // SAFETY: the contract: nobody else touches the cells; the value cell is initialized
+        // (`VALUE`) and the versions cell as `state` says.
+        unsafe {
+            let versions = if newer {
+                let stored = self.versions(state);
+                if version <= stored.version {
+                    return Err(value);
+                }
+                Versions {
+                    version,
+                    updates: stored.updates + 1,
+                }
+            } else {
+                Versions::NONE
+            };
+            let old = self
+                .value
+                .with_mut(|cell| core::mem::replace((*cell).assume_init_mut(), value));
+            let to = if versions == Versions::NONE {
+                state & !VERSIONED
+            } else {
+                self.versions.with_mut(|cell| (*cell).write(versions));
+                state | VERSIONED
+            };
+            Ok((old, to))
         }
     }
 }
@@ -449,35 +603,49 @@ impl<K, V> Table<K, V> {
         // `state_at` shifts by the log of a state's size.
         const { assert!(core::mem::size_of::<AtomicU64>().is_power_of_two()) };
         let lines = len <= LINES_UP_TO && core::mem::size_of::<Line<K, V>>() == 64;
-        let (states_at, cells_at, state_stride, cells_stride) = if lines {
-            let slots: Box<[Line<K, V>]> = table_array(len, || Line {
-                state: AtomicU64::new(stamp),
-                cells: Cells::empty(),
-            });
-            let first: *mut Line<K, V> = Box::into_raw(slots).cast();
-            // The fields of the first line (`repr(C)`: the state at offset 0), by offset
-            // from the allocation's pointer, which keeps its provenance over every line.
-            let cells = first
-                .cast::<u8>()
-                .wrapping_add(core::mem::offset_of!(Line<K, V>, cells))
-                .cast::<Cells<K, V>>();
-            let line = core::mem::size_of::<Line<K, V>>();
-            (first.cast::<AtomicU64>(), cells, line, line)
-        } else {
-            let states: Box<[AtomicU64]> = table_array(len, || AtomicU64::new(stamp));
-            let cells: Box<[Cells<K, V>]> = table_array(len, Cells::empty);
-            (
-                Box::into_raw(states).cast::<AtomicU64>(),
-                Box::into_raw(cells).cast::<Cells<K, V>>(),
-                core::mem::size_of::<AtomicU64>(),
-                core::mem::size_of::<Cells<K, V>>(),
-            )
-        };
+        let (states_at, cells_at, versions_at, state_stride, cells_stride, versions_stride) =
+            if lines {
+                let slots: Box<[Line<K, V>]> = table_array(len, || Line {
+                    state: AtomicU64::new(stamp),
+                    cells: Cells::empty(),
+                    versions: UnsafeCell::new(MaybeUninit::uninit()),
+                });
+                let first: *mut Line<K, V> = Box::into_raw(slots).cast();
+                // The fields of the first line (`repr(C)`: the state at offset 0), by offset
+                // from the allocation's pointer, which keeps its provenance over every line.
+                let field = |offset: usize| first.cast::<u8>().wrapping_add(offset);
+                let cells = field(core::mem::offset_of!(Line<K, V>, cells));
+                let versions = field(core::mem::offset_of!(Line<K, V>, versions));
+                let line = core::mem::size_of::<Line<K, V>>();
+                (
+                    first.cast::<AtomicU64>(),
+                    cells.cast::<Cells<K, V>>(),
+                    versions.cast::<VersionsCell>(),
+                    line,
+                    line,
+                    line,
+                )
+            } else {
+                let states: Box<[AtomicU64]> = table_array(len, || AtomicU64::new(stamp));
+                let cells: Box<[Cells<K, V>]> = table_array(len, Cells::empty);
+                let versions: Box<[VersionsCell]> =
+                    table_array(len, || UnsafeCell::new(MaybeUninit::uninit()));
+                (
+                    Box::into_raw(states).cast::<AtomicU64>(),
+                    Box::into_raw(cells).cast::<Cells<K, V>>(),
+                    Box::into_raw(versions).cast::<VersionsCell>(),
+                    core::mem::size_of::<AtomicU64>(),
+                    core::mem::size_of::<Cells<K, V>>(),
+                    core::mem::size_of::<VersionsCell>(),
+                )
+            };
         Box::new(Table {
             states_at,
             cells_at,
+            versions_at,
             state_shift: state_stride.trailing_zeros(),
             cells_stride,
+            versions_stride,
             mask: len - 1,
             lines,
             link: AtomicU64::new(stamp),
@@ -500,14 +668,22 @@ impl<K, V> Table<K, V> {
         }
     }
 
-    /// The cells of slot `index & mask`.
+    /// The cells of slot `index & mask`, and its versions cell.
     #[inline(always)]
-    fn cells_at(&self, index: usize) -> &Cells<K, V> {
-        // SAFETY: as in `state_at`, for `cells_at` and cells `cells_stride` bytes apart.
-        unsafe {
-            &*self
-                .cells_at
-                .byte_add((index & self.mask) * self.cells_stride)
+    fn cells_at(&self, index: usize) -> Slot<'_, K, V> {
+        let index = index & self.mask;
+        // SAFETY: as in `state_at`, for `cells_at` and cells `cells_stride` bytes apart, and
+        // for `versions_at` and versions cells `versions_stride` bytes apart.
+        let (cells, versions) = unsafe {
+            (
+                &*self.cells_at.byte_add(index * self.cells_stride),
+                &*self.versions_at.byte_add(index * self.versions_stride),
+            )
+        };
+        Slot {
+            key: &cells.key,
+            value: &cells.value,
+            versions,
         }
     }
 
@@ -517,7 +693,7 @@ impl<K, V> Table<K, V> {
     }
 
     /// Every slot's state word and cells, in slot order.
-    fn slots(&self) -> impl Iterator<Item = (&AtomicU64, &Cells<K, V>)> {
+    fn slots(&self) -> impl Iterator<Item = (&AtomicU64, Slot<'_, K, V>)> {
         (0..self.len()).map(|index| (self.state_at(index), self.cells_at(index)))
     }
 
@@ -564,6 +740,10 @@ impl<K, V> Drop for Table<K, V> {
                 )));
                 drop(Box::from_raw(ptr::slice_from_raw_parts_mut(
                     self.cells_at,
+                    len,
+                )));
+                drop(Box::from_raw(ptr::slice_from_raw_parts_mut(
+                    self.versions_at,
                     len,
                 )));
             }
@@ -781,7 +961,7 @@ const OWNER_RUN: usize = if cfg!(loom) { 1 } else { 256 };
 
 /// A slot claimed for a moved key (see [`Tables::place`]): the claim, the slot's cells and
 /// the table that holds it.
-type Placed<'a, K, V> = (Held<'a>, &'a Cells<K, V>, &'a Table<K, V>);
+type Placed<'a, K, V> = (Held<'a>, Slot<'a, K, V>, &'a Table<K, V>);
 
 /// A slot found by [`Tables::find`], held by the caller.
 enum Found<'a, K, V> {
@@ -789,13 +969,14 @@ enum Found<'a, K, V> {
     /// back to empty unless the caller releases it keyed.
     Claimed {
         held: Held<'a>,
-        cells: &'a Cells<K, V>,
+        cells: Slot<'a, K, V>,
         table: &'a Table<K, V>,
     },
-    /// The key's slot, locked; `state` is its unlocked state (`KEYED`, maybe `VALUE`).
+    /// The key's slot, locked; `state` is its unlocked state (`KEYED`, maybe `VALUE` and
+    /// `VERSIONED`).
     Keyed {
         held: Held<'a>,
-        cells: &'a Cells<K, V>,
+        cells: Slot<'a, K, V>,
         table: &'a Table<K, V>,
         state: u64,
     },
@@ -948,7 +1129,7 @@ impl<K: Eq, V> Tables<K, V> {
         let table = self.current_table(word);
         cache_hint::for_write(table.state_at(hash as usize));
         if !table.lines {
-            cache_hint::for_write(table.cells_at(hash as usize));
+            cache_hint::for_write(table.cells_at(hash as usize).key);
         }
     }
 
@@ -1044,13 +1225,8 @@ impl<K: Eq, V> Tables<K, V> {
                     return Err((Refused::Full, key, value));
                 }
                 let keyed = (held.restore & !TAG_MASK) | (hash >> TAG_SHIFT) | KEYED | VALUE;
-                let record = Record {
-                    value,
-                    version,
-                    updates: 0,
-                };
                 let key = Some(Key { hash, key });
-                self.insert(stripe, held, cells, table, key, record, keyed);
+                self.insert(stripe, held, cells, table, key, value, version, keyed);
                 Ok(Written::Inserted)
             }
             Some(Found::Keyed {
@@ -1063,18 +1239,23 @@ impl<K: Eq, V> Tables<K, V> {
                     if !admit() {
                         return Err((Refused::Full, key, value));
                     }
-                    let record = Record {
+                    self.insert(
+                        stripe,
+                        held,
+                        cells,
+                        table,
+                        None,
                         value,
                         version,
-                        updates: 0,
-                    };
-                    self.insert(stripe, held, cells, table, None, record, state | VALUE);
+                        state | VALUE,
+                    );
                     return Ok(Written::Inserted);
                 }
-                // SAFETY: this thread holds the slot lock and the value cell is initialized
-                // (`VALUE`).
-                let replaced = unsafe { replace_record(cells, value, version, newer) };
-                held.release(state);
+                // SAFETY: this thread holds the slot lock, `state` is the slot's unlocked state
+                // and it has `VALUE`.
+                let replaced = unsafe { cells.replace_value(state, value, version, newer) };
+                // Released with the replacement's state, or unchanged if it was ignored.
+                held.release(replaced.as_ref().map_or(state, |&(_, to)| to));
                 // The old (or ignored) value is dropped after unlocking: user code never runs
                 // under a slot lock.
                 Ok(settle(replaced))
@@ -1276,8 +1457,10 @@ impl<K: Eq, V> Tables<K, V> {
         }
         let stamp = stamp_of(word);
         let tag = hash >> TAG_SHIFT;
-        // The state of the key's slot, unlocked, with a value.
+        // The state of the key's slot, unlocked, with a value (with or without `VERSIONED`).
         let stored = stamp | KEYED | VALUE | tag;
+        // The first CAS's guess: a key that `put_newer` writes most likely holds versions.
+        let guess = if newer { stored | VERSIONED } else { stored };
         let table = if OWNED {
             self.owner_table(word)
         } else {
@@ -1300,8 +1483,8 @@ impl<K: Eq, V> Tables<K, V> {
                 // Acquire (both): as the load in `probe`, and on success as the lock's CAS
                 // below.
                 match word.compare_exchange(
-                    stored,
-                    stored | LOCKED,
+                    guess,
+                    guess | LOCKED,
                     Ordering::Acquire,
                     Ordering::Acquire,
                 ) {
@@ -1312,7 +1495,7 @@ impl<K: Eq, V> Tables<K, V> {
                 // Acquire: as in `probe`.
                 (word.load(Ordering::Acquire), false)
             };
-            if state != stored {
+            if state & !VERSIONED != stored {
                 if OWNED && state == stamp {
                     // Acquire: as in `probe`. An owner write sees the generation stay (the
                     // taker waits for it before sealing) and no other writer, so a table
@@ -1325,18 +1508,18 @@ impl<K: Eq, V> Tables<K, V> {
                     }
                     let cells = table.cells_at(index);
                     // SAFETY: this thread is the owner in an owner write: no other thread
-                    // touches the slot (see *Owner writes*); both cells of an empty slot are
+                    // touches the slot (see *Owner writes*); the cells of an empty slot are
                     // uninitialized, so nothing is overwritten without being dropped.
-                    unsafe {
+                    let versioned = unsafe {
                         cells.key.with_mut(|cell| (*cell).write(Key { hash, key }));
-                        cells.record.with_mut(|cell| {
-                            (*cell).write(Record {
-                                value,
+                        cells.write_value(
+                            value,
+                            Versions {
                                 version,
                                 updates: 0,
-                            })
-                        });
-                    }
+                            },
+                        )
+                    };
                     // Plain: the owner alone changes the count while it owns the store (a
                     // sharer's later changes are ordered after its owner writes). On the
                     // owner's stripe, which holds every key that the owner and its
@@ -1346,7 +1529,7 @@ impl<K: Eq, V> Tables<K, V> {
                     let live = table.live.add_owned(1);
                     // Release: pairs with the Acquire CAS of whoever takes the slot next (the
                     // taker's seal, a migrator, a later writer), publishing the cells.
-                    word.store(stored, Ordering::Release);
+                    word.store(stored | versioned, Ordering::Release);
                     drop(owner_write);
                     if live > grows_past(table.len()) {
                         // Outside this owner write: a migration may take long, and the taker
@@ -1359,7 +1542,9 @@ impl<K: Eq, V> Tables<K, V> {
                 }
                 // Only a slot keyed with another key (unlocked, of this generation, with
                 // another tag) is passed, as `probe` passes it.
-                if state & !(VALUE | TAG_MASK) != stamp | KEYED || state & TAG_MASK == tag {
+                if state & !(VALUE | VERSIONED | TAG_MASK) != stamp | KEYED
+                    || state & TAG_MASK == tag
+                {
                     return Fast::General(key, value);
                 }
                 index = index.wrapping_add(1);
@@ -1401,9 +1586,16 @@ impl<K: Eq, V> Tables<K, V> {
                 index = index.wrapping_add(1);
                 continue;
             }
-            // SAFETY: as for the key; the value cell is initialized (`VALUE`).
-            let replaced = unsafe { replace_record(cells, value, version, newer) };
-            drop(held);
+            // SAFETY: as for the key; `state` is the slot's unlocked state, with `VALUE`.
+            let replaced = unsafe { cells.replace_value(state, value, version, newer) };
+            // The slot's next state: the replacement's, or unchanged if it was ignored.
+            let to = replaced.as_ref().map_or(state, |&(_, to)| to);
+            if let Some(held) = held {
+                held.release(to);
+            } else if to != state {
+                // Release: as the owner insert's store above, publishing the versions cell.
+                word.store(to, Ordering::Release);
+            }
             drop(owner_write);
             // The key, and the old (or ignored) value, are dropped after unlocking, as in
             // `write_found`.
@@ -1430,10 +1622,11 @@ impl<K: Eq, V> Tables<K, V> {
         &self,
         stripe: usize,
         held: Held<'_>,
-        cells: &Cells<K, V>,
+        cells: Slot<'_, K, V>,
         table: &Table<K, V>,
         key: Option<Key<K>>,
-        record: Record<V>,
+        value: V,
+        version: u64,
         state: u64,
     ) {
         // A count for `len` and the growth trigger; the slot lock orders it with the decrement
@@ -1444,13 +1637,19 @@ impl<K: Eq, V> Tables<K, V> {
         // `release`; (2) the value cell is uninitialized (the slot has no `VALUE`), and so
         // is the key cell when `key` is given (a claimed slot is not `KEYED`): nothing is
         // overwritten without being dropped.
-        unsafe {
+        let versioned = unsafe {
             if let Some(key) = key {
                 cells.key.with_mut(|cell| (*cell).write(key));
             }
-            cells.record.with_mut(|cell| (*cell).write(record));
-        }
-        held.release(state);
+            cells.write_value(
+                value,
+                Versions {
+                    version,
+                    updates: 0,
+                },
+            )
+        };
+        held.release(state | versioned);
         if table.live.past(live, grows_past(table.len())) {
             // After the release: the migration locks every slot, this one included.
             self.grow(table, state & STAMP_MASK, Access::Shared);
@@ -1479,8 +1678,8 @@ impl<K: Eq, V> Tables<K, V> {
         // (`VALUE`); a panic in `clone` releases the slot unchanged (`held`).
         let value = unsafe {
             cells
-                .record
-                .with_mut(|cell| (*cell).assume_init_ref().value.clone())
+                .value
+                .with_mut(|cell| (*cell).assume_init_ref().clone())
         };
         drop(held);
         Some(value)
@@ -1508,13 +1707,14 @@ impl<K: Eq, V> Tables<K, V> {
         if state & VALUE == 0 {
             return None;
         }
-        // SAFETY: this thread holds the slot lock and the value cell is initialized
-        // (`VALUE`); the state released below says it is not any more, so it is read once.
-        let old = unsafe { cells.record.with_mut(|cell| (*cell).assume_init_read()) };
+        // SAFETY: this thread holds the slot lock, `state` is its unlocked state and has
+        // `VALUE`; the state released below says the slot has no value any more (nor
+        // versions), so the value is read once.
+        let (old, _) = unsafe { cells.take_value(state) };
         // A count; the increment of the insert is ordered before by the slot lock.
         table.live.sub(thread, 1);
-        held.release(state & !VALUE);
-        Some(old.value)
+        held.release(state & !(VALUE | VERSIONED));
+        Some(old)
     }
 
     /// Keys with a value in the current generation.
@@ -1722,14 +1922,13 @@ impl<K: Eq, V> Tables<K, V> {
                 // the key is initialized; it is read once: the side is reset before reuse.
                 let key = unsafe { cells.key.with_mut(|cell| (*cell).assume_init_read()) }.key;
                 if state & VALUE != 0 {
-                    // SAFETY: as for the key; `VALUE` says the value is initialized.
-                    let record =
-                        unsafe { cells.record.with_mut(|cell| (*cell).assume_init_read()) };
+                    // SAFETY: as for the key; `state` is the slot's, with `VALUE`.
+                    let (value, versions) = unsafe { cells.take_value(state) };
                     out.push(Entry {
                         key,
-                        value: record.value,
-                        version: record.version,
-                        updates: record.updates,
+                        value,
+                        version: versions.version,
+                        updates: versions.updates,
                     });
                 } else {
                     dead.push(key);
@@ -1941,7 +2140,7 @@ impl<K: Eq, V> Tables<K, V> {
                 // Relaxed: since the taker's reset (ordered above), only this thread has
                 // stored to the slot: the store has had no other writer.
                 let current = state.load(Ordering::Relaxed);
-                if current & !(TAG_MASK | KEYED | VALUE) != stamp {
+                if current & !CARRIED != stamp {
                     // Locked, moved, sealed or of another generation: not what an owned
                     // store's linked table holds, so the locked moves take it from here.
                     return Some(index);
@@ -1958,7 +2157,7 @@ impl<K: Eq, V> Tables<K, V> {
                     // the source's key (and, with `VALUE`, value) cells are initialized, the
                     // empty destination's are not; the source's moved state below says its
                     // cells are uninitialized.
-                    unsafe { cells.move_to(into.cells_at(slot), current & VALUE != 0) };
+                    unsafe { cells.move_to(into.cells_at(slot), current) };
                     if current & VALUE != 0 {
                         moved.all += 1;
                         moved.to_target += 1;
@@ -1967,10 +2166,8 @@ impl<K: Eq, V> Tables<K, V> {
                     // are: they pair with the Acquire CAS or load of whoever takes or reads
                     // the slot next (the taker's seal, a writer), publishing the cells; the
                     // new slot first, as there.
-                    into.state_at(slot).store(
-                        stamp | (current & (TAG_MASK | KEYED | VALUE)),
-                        Ordering::Release,
-                    );
+                    into.state_at(slot)
+                        .store(stamp | (current & CARRIED), Ordering::Release);
                 }
                 // Release: as above (an empty slot: as a writer's move of it, see `probe`).
                 state.store(stamp | MOVED, Ordering::Release);
@@ -2051,7 +2248,7 @@ impl<K: Eq, V> Tables<K, V> {
                 // claimed), so no other thread touches their cells; the source's key (and,
                 // with `VALUE`, value) cells are initialized, the claimed destination's are
                 // not; the source's moved state below says its cells are uninitialized.
-                unsafe { cells.move_to(into, current & VALUE != 0) };
+                unsafe { cells.move_to(into, current) };
                 if current & VALUE != 0 {
                     moved.all += 1;
                     if ptr::eq(landed, to) {
@@ -2067,7 +2264,7 @@ impl<K: Eq, V> Tables<K, V> {
                 }
                 // The new slot first: a writer that finds the old one moved must find the
                 // key in the new table.
-                placed.release(stamp | (current & (TAG_MASK | KEYED | VALUE)));
+                placed.release(stamp | (current & CARRIED));
                 held.release(stamp | MOVED);
                 break;
             }
@@ -2146,7 +2343,7 @@ fn owned_empty_slot<K, V>(table: &Table<K, V>, stamp: u64, hash: u64) -> Option<
         if state == stamp {
             return Some(index);
         }
-        if state & !(TAG_MASK | VALUE) != stamp | KEYED {
+        if state & !(TAG_MASK | VALUE | VERSIONED) != stamp | KEYED {
             return None;
         }
         index = index.wrapping_add(1);
@@ -2302,42 +2499,6 @@ where
     Step::NextTable
 }
 
-/// Replaces the value of the slot with `cells` as a write of `value` at `version` does: a
-/// `put` (not `newer`) always, resetting the version and `updates`; a `put_newer` only with a
-/// strictly newer version, adding 1 to `updates`. Returns the replaced record, or the value
-/// back when it was not newer.
-///
-/// # Safety
-///
-/// The caller has the slot to itself (its lock, or an owner write) and its value cell is
-/// initialized (`VALUE`).
-#[inline(always)]
-unsafe fn replace_record<K, V>(
-    cells: &Cells<K, V>,
-    value: V,
-    version: u64,
-    newer: bool,
-) -> Result<Record<V>, V> {
-    // SAFETY: the caller's contract: nobody else touches the cell, and it is initialized.
-    unsafe {
-        cells.record.with_mut(|cell| {
-            let stored = (*cell).assume_init_mut();
-            if newer && version <= stored.version {
-                return Err(value);
-            }
-            let updates = if newer { stored.updates + 1 } else { 0 };
-            Ok(core::mem::replace(
-                stored,
-                Record {
-                    value,
-                    version,
-                    updates,
-                },
-            ))
-        })
-    }
-}
-
 /// The owner accessed its store from inside one of its own owner writes: from the key's
 /// `Eq`, the only user code an owner write runs. Going on would break the write's
 /// exclusivity (a nested write ends the outer one's bracket early, a nested delete takes the
@@ -2352,12 +2513,12 @@ fn reentered() -> ! {
     )
 }
 
-/// What a [`replace_record`] did, once the slot is released: drops the replaced record or the
-/// ignored value (user code, run outside every slot lock).
+/// What a [`Slot::replace_value`] did, once the slot is released: drops the replaced value
+/// or the ignored one (user code, run outside every slot lock).
 #[inline(always)]
-fn settle<V>(replaced: Result<Record<V>, V>) -> Written {
+fn settle<V>(replaced: Result<(V, u64), V>) -> Written {
     match replaced {
-        Ok(old) => {
+        Ok((old, _)) => {
             drop(old);
             Written::Replaced
         }
@@ -2415,7 +2576,7 @@ impl<K, V> Drop for Tables<K, V> {
                 }
                 if state & VALUE != 0 {
                     // SAFETY: an unsealed `VALUE` slot holds an initialized value.
-                    unsafe { cells.record.with_mut(|cell| (*cell).assume_init_drop()) };
+                    unsafe { cells.value.with_mut(|cell| (*cell).assume_init_drop()) };
                 }
             }
         }
@@ -2564,6 +2725,72 @@ mod tests {
         // After a take, too.
         assert_eq!(newer(&t, 1, 15, 1), Ok(Written::Inserted));
         assert_eq!(drained(&t), vec![entry(1, 15, 1, 0)]);
+    }
+
+    /// The versions cell's life: written by `put_newer` only, carried by both kinds of
+    /// migration (the owner's, then the locked one once a second thread shares the store),
+    /// reset by `put`, read by `replace` and the drain; and stale versions of a drained
+    /// table are never read again in its next generation.
+    #[test]
+    fn versions_follow_their_values_through_growth_and_sharing() {
+        let n: u64 = if cfg!(miri) { 40 } else { 3_000 };
+        let t = Tables::new();
+        for round in 0..2 {
+            // The owner's writes: every other key versioned, the rest plain; its inserts grow
+            // the side from its smallest table, in owner migrations.
+            for k in 0..n {
+                let inserted = if k % 2 == 0 {
+                    newer(&t, k, k, k + 1 + round)
+                } else {
+                    put(&t, k, k)
+                };
+                assert_eq!(inserted, Ok(Written::Inserted));
+            }
+            // A second thread shares the store: its overwrites lock their slots, and its
+            // inserts grow the side in locked migrations.
+            std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    for k in 0..n {
+                        let expected = match k % 4 {
+                            // Versioned (k + 1 + round): a newer version replaces it.
+                            0 => newer(&t, k, k + 10, k + 2 + round),
+                            // Plain (version 0): any version above 0 replaces it.
+                            1 => newer(&t, k, k + 10, 5),
+                            // Versioned: a `put` resets its version and `updates`.
+                            2 => put(&t, k, k + 10),
+                            // Plain: an older version than none is ignored.
+                            _ => newer(&t, k, k + 10, 0),
+                        };
+                        let written = if k % 4 == 3 {
+                            Written::Ignored
+                        } else {
+                            Written::Replaced
+                        };
+                        assert_eq!(expected, Ok(written), "key {k}");
+                    }
+                    for k in n..2 * n {
+                        assert_eq!(newer(&t, k, k, 7), Ok(Written::Inserted));
+                    }
+                });
+            });
+            // Past the migrations, on the shared store: the versions moved with the keys.
+            for k in (0..n).step_by(4) {
+                assert_eq!(newer(&t, k, k + 20, k + 2 + round), Ok(Written::Ignored));
+            }
+            let out = drained(&t);
+            assert_eq!(out.len() as u64, 2 * n);
+            for (i, e) in out.iter().enumerate() {
+                let k = i as u64;
+                let expected = match (k < n, k % 4) {
+                    (false, _) => entry(k, k, 7, 0),
+                    (true, 0) => entry(k, k + 10, k + 2 + round, 1),
+                    (true, 1) => entry(k, k + 10, 5, 1),
+                    (true, 2) => entry(k, k + 10, 0, 0),
+                    _ => entry(k, k, 0, 0),
+                };
+                assert_eq!(*e, expected);
+            }
+        }
     }
 
     #[test]
