@@ -294,7 +294,7 @@ fn put_hot_1thread(c: &mut Criterion) {
         timed
     });
 
-    let mut slots = PlainSlots::<5>::sized(HOT_KEYS);
+    let mut slots = PlainSlots::<3>::sized(HOT_KEYS);
     bench_chunks(g, GROUP_HOT_1, "floor_slots", HOT_PUTS, || {
         let timed = one_writer(HOT_PUTS, |i| slots.put(hot(i), i));
         slots.clear();
@@ -305,10 +305,11 @@ fn put_hot_1thread(c: &mut Criterion) {
 
 /// The floors of tidefall's table: its slot layout with none of its protocol. One thread's
 /// open-addressing table, each slot an 8-byte state word (a flag and the hash's top 16 bits)
-/// in one array and `CELLS` words of cells in another: the key, the value, the version, the
-/// `updates` count and, with 5, the hash, as tidefall's 48-byte slot; with 4, an
-/// [`Entry`]'s four words and no hash (40 bytes a slot); with 2, the key and the value alone
-/// (24 bytes a slot: the least a slot of this design holds). Linear probing, as
+/// in one array and `CELLS` words of cells in another: with 3, the key, the value and the
+/// hash, as tidefall's slot of a `put` (32 bytes a slot; its versions cell, apart, is
+/// written only by `put_newer`); with 4, an [`Entry`]'s four words (the key, the value, the
+/// version and the `updates` count) and no hash (40 bytes a slot); with 2, the key and the
+/// value alone (24 bytes a slot: the least a slot of this design holds). Linear probing, as
 /// `tidefall::raw::table`; plain loads and stores: no generation word, no owner check, no
 /// partition routing, and the table in a local, not behind the map's pointers. Arrays of 4
 /// MiB or more are advised as wanting huge pages, as tidefall's tables are.
@@ -332,6 +333,9 @@ struct PlainSlots<const CELLS: usize> {
 impl<const CELLS: usize> PlainSlots<CELLS> {
     /// The state word of a slot holding a key.
     const KEYED: u64 = 1 << 17;
+    /// The cell that holds the hash, in tidefall's layout; the others hash a key again to
+    /// move it.
+    const HASH_CELL: Option<usize> = if CELLS == 3 { Some(2) } else { None };
 
     fn sized(keys: u64) -> Self {
         let len = ((keys * 4).div_ceil(3) + 1).next_power_of_two() as usize;
@@ -363,9 +367,10 @@ impl<const CELLS: usize> PlainSlots<CELLS> {
             if state == stored && self.cells[index][0] == key {
                 let cells = &mut self.cells[index];
                 cells[1] = value;
-                // The version and the `updates` count, in the layouts that hold them.
-                for cell in cells.iter_mut().take(4).skip(2) {
-                    *cell = 0;
+                // The version and the `updates` count, in the `Entry` layout.
+                if CELLS == 4 {
+                    cells[2] = 0;
+                    cells[3] = 0;
                 }
                 return;
             }
@@ -374,8 +379,8 @@ impl<const CELLS: usize> PlainSlots<CELLS> {
                 let mut cells = [0; CELLS];
                 cells[0] = key;
                 cells[1] = value;
-                if let Some(cell) = cells.get_mut(4) {
-                    *cell = hash;
+                if let Some(cell) = Self::HASH_CELL {
+                    cells[cell] = hash;
                 }
                 self.cells[index] = cells;
                 if self.grows {
@@ -396,8 +401,8 @@ impl<const CELLS: usize> PlainSlots<CELLS> {
         let mask = next.states.len() - 1;
         for (&state, cells) in self.states.iter().zip(&self.cells) {
             if state != 0 {
-                let hash = match cells.get(4) {
-                    Some(&hash) => hash,
+                let hash = match Self::HASH_CELL {
+                    Some(cell) => cells[cell],
                     None => self.hasher.hash_one(cells[0]),
                 };
                 let mut index = hash as usize & mask;
@@ -597,7 +602,7 @@ fn put_distinct_1thread(c: &mut Criterion) {
     map.stop().unwrap();
 
     // The growth floors, each a fresh table per chunk, as `tidefall` above.
-    slots_fresh::<5>(g, "floor_slots_fresh");
+    slots_fresh::<3>(g, "floor_slots_fresh");
     slots_fresh::<4>(g, "floor_entry_slots_fresh");
     slots_fresh::<2>(g, "floor_kv_slots_fresh");
 
@@ -630,10 +635,10 @@ fn put_distinct_1thread(c: &mut Criterion) {
     drop(map);
 
     // The drained floors: no concurrency at all, into a table kept from the chunk before.
-    // tidefall's slot layout with none of its protocol (48 bytes a slot), and hashbrown's
+    // tidefall's slot layout with none of its protocol (32 bytes a slot), and hashbrown's
     // (a control byte and a 16-byte bucket): what the slot's size costs, apart from the
     // protocol (PERFORMANCE.md, "M3 against its floor").
-    let mut slots = PlainSlots::<5>::sized(DISTINCT);
+    let mut slots = PlainSlots::<3>::sized(DISTINCT);
     bench_chunks(g, GROUP_DISTINCT_1, "floor_slots_drained", DISTINCT, || {
         let timed = one_writer(DISTINCT, |i| slots.put(i, i));
         slots.clear();
@@ -662,7 +667,7 @@ fn put_distinct_1thread(c: &mut Criterion) {
     // costs each layout, apart from any protocol (PERFORMANCE.md, "M3 against the floors of
     // its design"); an `Entry`'s four words and a state word, besides, and a key, a value
     // and a state word.
-    slots_two_tables_drained::<5>(g, "floor_slots_two_tables_drained");
+    slots_two_tables_drained::<3>(g, "floor_slots_two_tables_drained");
     slots_two_tables_drained::<4>(g, "floor_entry_slots_two_tables_drained");
     slots_two_tables_drained::<2>(g, "floor_kv_slots_two_tables_drained");
     let mut sides = [(); 2].map(|()| StdMap::with_hasher(DefaultHashBuilder::default()));
