@@ -346,13 +346,13 @@ struct Key<K> {
 }
 
 /// A value's version and `updates` count (an [`Entry`]'s two counters), kept out of the
-/// slot's cells: a `put` stores neither (its entry's are 0), so only a value that
-/// `put_newer` wrote, or replaced, has them, in the slot's versions cell, and its state
-/// says `VERSIONED`. A `put` then writes a key and a value and nothing else, and a table
-/// of `put`s never touches its versions cells: a drained table of a million keys is read
-/// and written through 32 bytes a slot (the state, the key with its hash, the value) in
-/// place of 48, which is M3's drained put (PERFORMANCE.md, "A put's slot without its
-/// versions").
+/// slot's cells: a `put`'s are 0 and stored nowhere, so only a value that `put_newer` wrote
+/// with a version (or a count) above 0 has them, in the slot's versions cell, and its state
+/// says `VERSIONED`. A `put` writes a key and a value and nothing else, and a table of
+/// `put`s never touches its versions cells: a put into a large table reaches 32 bytes of its
+/// slot (the state, the key with its hash, the value), not 48 (M3 on a drained map, 1 M new
+/// keys: 39.0–39.3 → 33.8–36.1 ns per put in a standalone loop; PERFORMANCE.md, "A `put`'s
+/// slot without its versions").
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Versions {
     version: u64,
@@ -425,7 +425,8 @@ const LINES_UP_TO: usize = if cfg!(miri) { 4 } else { 1 << 14 };
 /// `repr(C)`, in this order, so that what a write reads (the arrays' shape, and for an insert
 /// the link) is in the table's first cache line (61 bytes); `next` and the count come after
 /// it. Left to the compiler, the versions cells' fields pushed the state's shift into a
-/// second line (M1 5.5 → 5.8 ns per put, M2 13.1 → 13.8–14.5).
+/// second line (M2 0.5–1.5 ns slower per put in bench pairs; PERFORMANCE.md, "A `put`'s
+/// slot without its versions").
 #[repr(C)]
 struct Table<K, V> {
     /// The address of slot 0's state word, of its cells and of its versions cell, the
