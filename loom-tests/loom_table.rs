@@ -9,15 +9,17 @@
 //!
 //! Under loom a side's first table has 2 slots and grows past one key with a value, so the
 //! second insert links the next table (4 slots) and migrates the first one into it. The
-//! models pick the hashes (the store takes the caller's hash as is): `hash(index, tag)`.
+//! models pick the hashes (the store takes the caller's hash as is): `hash(index, tag)`; a
+//! model's [`Key`] carries the hash it was written with, which the store's migrations
+//! compute again.
 //!
 //! The protocol under test: a writer loads the generation word, probes the side's tables from
 //! its `current` one; it claims an empty slot with one CAS (then asks `admit`), or locks the
 //! key's slot (tag match, then key compare under the lock) and replaces the value in place,
 //! or, in a linked table, moves an empty slot and goes on to the next table. An insert that
 //! takes a table past its threshold links a table twice as big and migrates every slot into
-//! it (lock, place by the stored hash, copy, release the new slot keyed and the old one
-//! moved). A take prepares the other side, stores the next generation, then seals every slot
+//! it (lock, hash the key again, place it by that hash, copy, release the new slot keyed and
+//! the old one moved). A take prepares the other side, stores the next generation, then seals every slot
 //! and link of the old side (waiting for holders) and moves the entries out.
 //!
 //! Each model thread passes its own number (see [`me`]), so a model's first writer *owns*
@@ -54,9 +56,37 @@ use common::{model, Ledger, Tracked as Val};
 // Harness.
 // ---------------------------------------------------------------------------------------------
 
-type Store = Tables<u32, Val>;
-type Out = Vec<Entry<u32, Val>>;
+type Store = Tables<Key, Val>;
+type Out = Vec<Entry<Key, Val>>;
 type Outcome = Result<Written, Refused>;
+
+/// A model's key: its number, and the hash the model gave it, which the store computes
+/// again for every key it moves into a new table. Equal by number alone; borrowed as its
+/// number, for `get` and `delete`.
+#[derive(Debug, Clone, Copy)]
+struct Key {
+    id: u32,
+    hash: u64,
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for Key {}
+
+impl std::borrow::Borrow<u32> for Key {
+    fn borrow(&self) -> &u32 {
+        &self.id
+    }
+}
+
+/// An empty store that hashes a key as the model did when it wrote it.
+fn store() -> Store {
+    Tables::new(Box::new(|key: &Key| key.hash))
+}
 
 /// A hash for slot `index` (in every table) with tag `tag`.
 fn hash(index: u64, tag: u64) -> u64 {
@@ -81,9 +111,11 @@ fn me() -> usize {
 /// `put`, with `admit` always granting room; the value comes back on refusal.
 fn put(store: &Store, h: u64, key: u32, value: Val) -> Outcome {
     store
-        .write(me(), h, key, Write::Put(value), || true)
+        .write(me(), h, Key { id: key, hash: h }, Write::Put(value), || {
+            true
+        })
         .map_err(|(refused, back_key, back)| {
-            assert_eq!(back_key, key, "a refused write gave back another key");
+            assert_eq!(back_key.id, key, "a refused write gave back another key");
             drop(back);
             refused
         })
@@ -92,7 +124,13 @@ fn put(store: &Store, h: u64, key: u32, value: Val) -> Outcome {
 /// `put_newer`, with `admit` always granting room.
 fn put_newer(store: &Store, h: u64, key: u32, value: Val, version: u64) -> Outcome {
     store
-        .write(me(), h, key, Write::Newer(value, version), || true)
+        .write(
+            me(),
+            h,
+            Key { id: key, hash: h },
+            Write::Newer(value, version),
+            || true,
+        )
         .map_err(|(refused, _, back)| {
             drop(back);
             refused
@@ -173,7 +211,7 @@ fn take(store: &Store) -> Out {
 fn summary(out: &Out) -> Vec<Row> {
     let mut s: Vec<_> = out
         .iter()
-        .map(|e| (e.key, e.value.id, e.version, e.updates))
+        .map(|e| (e.key.id, e.value.id, e.version, e.updates))
         .collect();
     s.sort_unstable();
     s
@@ -245,7 +283,7 @@ fn finish(store: Arc<Store>, outs: Vec<Out>, ledger: &Ledger, ids: &[u32]) {
 fn same_key_claims_one_slot() {
     model(None, || {
         let ledger = Ledger::new();
-        let store = Arc::new(Store::new());
+        let store = Arc::new(store());
         let h = hash(1, 7);
         let w1 = spawn_put(&store, &ledger, h, 1, 1);
         let w2 = spawn_put(&store, &ledger, h, 1, 2);
@@ -268,7 +306,7 @@ fn same_key_claims_one_slot() {
 fn put_put_on_a_stored_key() {
     model(None, || {
         let ledger = Ledger::new();
-        let store = Arc::new(Store::new());
+        let store = Arc::new(store());
         let h = hash(2, 9);
         insert(&store, &ledger, h, 1, 0);
         let w1 = spawn_put(&store, &ledger, h, 1, 1);
@@ -295,7 +333,7 @@ fn put_put_on_a_stored_key() {
 fn put_vs_delete_one_key() {
     model(None, || {
         let ledger = Ledger::new();
-        let store = Arc::new(Store::new());
+        let store = Arc::new(store());
         let h = hash(2, 9);
         insert(&store, &ledger, h, 1, 0);
         let w1 = spawn_put(&store, &ledger, h, 1, 1);
@@ -324,7 +362,7 @@ fn put_vs_delete_one_key() {
 fn put_newer_highest_version_wins() {
     model(None, || {
         let ledger = Ledger::new();
-        let store = Arc::new(Store::new());
+        let store = Arc::new(store());
         let h = hash(3, 5);
         assert_eq!(
             put_newer(&store, h, 1, Val::new(0, &ledger), 1),
@@ -356,7 +394,7 @@ fn put_newer_highest_version_wins() {
 fn writes_racing_the_tick() {
     model(Some(4), || {
         let ledger = Ledger::new();
-        let store = Arc::new(Store::new());
+        let store = Arc::new(store());
         let l = std::sync::Arc::clone(&ledger);
         let writer = spawn(&store, move |s| {
             [
@@ -393,7 +431,7 @@ fn writes_racing_the_tick() {
 fn write_racing_close_for_good() {
     model(None, || {
         let ledger = Ledger::new();
-        let store = Arc::new(Store::new());
+        let store = Arc::new(store());
         let writer = spawn_put(&store, &ledger, hash(1, 1), 1, 1);
         let mut closed = Vec::new();
         let n = store.close_for_good(&mut closed);
@@ -424,7 +462,7 @@ fn write_racing_close_for_good() {
 fn growth_racing_a_put_of_the_same_key() {
     model(Some(3), || {
         let ledger = Ledger::new();
-        let store = Arc::new(Store::new());
+        let store = Arc::new(store());
         store_key_10(&store, &ledger);
         let h = hash(1, 3);
         let w1 = spawn_put(&store, &ledger, h, 1, 1);
@@ -449,7 +487,7 @@ fn growth_racing_a_put_of_the_same_key() {
 fn growth_racing_the_tick() {
     model(Some(3), || {
         let ledger = Ledger::new();
-        let store = Arc::new(Store::new());
+        let store = Arc::new(store());
         store_key_10(&store, &ledger);
         let writer = spawn_put(&store, &ledger, hash(1, 3), 1, 1);
         let first = take(&store);
@@ -468,7 +506,7 @@ fn growth_racing_the_tick() {
 fn migration_racing_writes_of_the_moved_key() {
     model(Some(2), || {
         let ledger = Ledger::new();
-        let store = Arc::new(Store::new());
+        let store = Arc::new(store());
         assert_eq!(
             put_newer(&store, hash(0, 1), 10, Val::new(10, &ledger), 1),
             Ok(Written::Inserted)
@@ -499,7 +537,7 @@ fn migration_racing_writes_of_the_moved_key() {
 fn owner_write_racing_a_sharer() {
     model(None, || {
         let ledger = Ledger::new();
-        let store = Arc::new(Store::new());
+        let store = Arc::new(store());
         let h = hash(0, 1);
         insert(&store, &ledger, h, 1, 1);
         let sharer = spawn_put(&store, &ledger, h, 1, 3);
@@ -531,7 +569,7 @@ fn owner_write_racing_a_sharer() {
 fn owner_write_racing_the_tick() {
     model(None, || {
         let ledger = Ledger::new();
-        let store = Arc::new(Store::new());
+        let store = Arc::new(store());
         let h = hash(0, 1);
         insert(&store, &ledger, h, 1, 1);
         let drains = owner_put_racing_a_take(
@@ -557,7 +595,7 @@ fn owner_write_racing_the_tick() {
 fn owner_view_across_growth_and_the_tick() {
     model(None, || {
         let ledger = Ledger::new();
-        let store = Arc::new(Store::new());
+        let store = Arc::new(store());
         let (h1, h2) = (hash(0, 1), hash(1, 2));
         insert(&store, &ledger, h1, 1, 1);
         insert(&store, &ledger, h2, 2, 2);
@@ -584,7 +622,7 @@ fn owner_view_across_growth_and_the_tick() {
 fn owner_insert_racing_the_reuse_of_a_side() {
     model(None, || {
         let ledger = Ledger::new();
-        let store = Arc::new(Store::new());
+        let store = Arc::new(store());
         insert(&store, &ledger, hash(0, 1), 1, 1);
         insert(&store, &ledger, hash(1, 2), 2, 2);
         let first = take(&store);
@@ -622,7 +660,7 @@ fn owner_insert_racing_the_reuse_of_a_side() {
 fn owner_migration_racing_the_tick() {
     model(Some(3), || {
         let ledger = Ledger::new();
-        let store = Arc::new(Store::new());
+        let store = Arc::new(store());
         store_key_10(&store, &ledger);
         let taker = spawn(&store, take);
         insert(&store, &ledger, hash(1, 3), 1, 1);
@@ -642,7 +680,7 @@ fn owner_migration_racing_the_tick() {
 fn owner_migration_racing_a_sharer() {
     model(Some(3), || {
         let ledger = Ledger::new();
-        let store = Arc::new(Store::new());
+        let store = Arc::new(store());
         store_key_10(&store, &ledger);
         let sharer = spawn_put(&store, &ledger, hash(0, 1), 10, 11);
         insert(&store, &ledger, hash(1, 3), 1, 1);
@@ -666,7 +704,7 @@ fn owner_migration_racing_a_sharer() {
 fn new_keys_counted_on_two_stripes() {
     model(Some(3), || {
         let ledger = Ledger::new();
-        let store = Arc::new(Store::new());
+        let store = Arc::new(store());
         store_key_10(&store, &ledger);
         let writer = spawn_put(&store, &ledger, hash(1, 3), 1, 1);
         insert(&store, &ledger, hash(1, 5), 2, 2);

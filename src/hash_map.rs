@@ -216,7 +216,11 @@ pub fn monotonic_version() -> u64 {
 /// must not access the same map: from it, an access to the partition being searched panics
 /// when the partition is owned (the owner's write holds no lock, and going on would break
 /// its exclusivity), and waits forever when it is shared and reaches the held slot, as a
-/// `Mutex` locked twice does. `Hash` runs before any of that and may do what it likes.
+/// `Mutex` locked twice does. A key's `Hash` runs before its own write, and again, with the
+/// key's slot held, whenever a write grows the key's table and moves it into the new one
+/// (as a hash table that rehashes when it grows does): the same rule holds for it. It must
+/// be a function of the key, as for any hash map; a panic from it while a table grows stops
+/// that growth where it is, loses nothing, and reaches the write that grew the table.
 ///
 /// # Options, for a map
 ///
@@ -278,30 +282,30 @@ where
     V: Send + 'static,
     S: BuildHasher + Send + Sync + 'static,
 {
-    handle: Arc<Handle<K, V, S>>,
+    handle: Arc<Handle<K, V>>,
     /// The core's partitions, held here as well: a write reaches its partition with one
     /// load from the map rather than three (the handle, the core, the partitions), and each
     /// load on that chain costs the M1 bench its latency (PERFORMANCE.md, "Where M1's time
     /// goes").
     partitions: Arc<[Partition<Tables<K, V>>]>,
+    /// The hasher, held here rather than in the handle for the same reason, and shared with
+    /// every partition's store, which hashes the keys it moves when its table grows.
+    hasher: Arc<S>,
 }
 
 /// The part of a map its handles share; dropping it stops the buffer.
-struct Handle<K, V, S>
+struct Handle<K, V>
 where
     K: Hash + Eq + Send + 'static,
     V: Send + 'static,
-    S: BuildHasher + Send + Sync + 'static,
 {
     core: Arc<Core<Tables<K, V>>>,
-    hasher: S,
 }
 
-impl<K, V, S> Drop for Handle<K, V, S>
+impl<K, V> Drop for Handle<K, V>
 where
     K: Hash + Eq + Send + 'static,
     V: Send + 'static,
-    S: BuildHasher + Send + Sync + 'static,
 {
     fn drop(&mut self) {
         // A timeout is reported through telemetry and counted in the stats; a drop cannot
@@ -320,6 +324,7 @@ where
         HashMap {
             handle: Arc::clone(&self.handle),
             partitions: Arc::clone(&self.partitions),
+            hasher: Arc::clone(&self.hasher),
         }
     }
 }
@@ -533,7 +538,7 @@ where
     /// The hash of `key` and the partition it routes to.
     #[inline]
     fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, usize) {
-        let hash = self.handle.hasher.hash_one(key);
+        let hash = self.hasher.hash_one(key);
         (hash, routing::by_hash(hash, self.partitions.len()))
     }
 
@@ -790,14 +795,17 @@ where
     pub fn start(self) -> Result<HashMap<K, V, S>, Error> {
         let options = self.options.resolve()?;
         let processor = self.processor.ok_or(Error::MissingProcessor)?;
-        let core = Core::start(options, |_| Tables::new(), processor, None)?;
+        let hasher = Arc::new(self.hasher);
+        let store = |_| {
+            let hasher = Arc::clone(&hasher);
+            Tables::new(Box::new(move |key: &K| hasher.hash_one(key)))
+        };
+        let core = Core::start(options, store, processor, None)?;
         let partitions = Arc::clone(&core.partitions);
         Ok(HashMap {
-            handle: Arc::new(Handle {
-                core,
-                hasher: self.hasher,
-            }),
+            handle: Arc::new(Handle { core }),
             partitions,
+            hasher,
         })
     }
 }

@@ -366,7 +366,7 @@ impl BuildHasher for Counting {
 }
 
 #[test]
-fn a_custom_hasher_is_used_once_per_operation() {
+fn a_custom_hasher_is_used_once_per_operation_and_once_per_moved_key() {
     let sink = Sink::new();
     let hasher = Counting::default();
     let calls = Arc::clone(&hasher.0);
@@ -375,10 +375,22 @@ fn a_custom_hasher_is_used_once_per_operation() {
     for k in 0..100u32 {
         m.put(k, k.to_string()).unwrap();
     }
+    // A hash per put, and one per key a growing table moved: a partition's table of 16 slots
+    // grows past 12 keys, 24 and 48, moving the keys it holds each time, so that 100 keys
+    // take fewer than 200 moves however the three partitions share them.
+    let puts = calls.load(Ordering::Relaxed);
+    assert!(
+        (100..=300).contains(&puts),
+        "{puts} hashes for 100 new keys"
+    );
     assert_eq!(m.put_newer(5, "new".into(), 1), Ok(true));
     assert_eq!(m.get(&5), Some("new".to_owned()));
     assert!(m.delete(&6));
-    assert_eq!(calls.load(Ordering::Relaxed), 103, "one hash per operation");
+    assert_eq!(
+        calls.load(Ordering::Relaxed) - puts,
+        3,
+        "one hash per operation on a stored key"
+    );
     m.stop().unwrap();
     assert_eq!(sink.count(), 99);
 }

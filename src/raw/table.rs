@@ -8,7 +8,7 @@
 //! when the last one fills, each twice the size of the one before; a linked table's keys
 //! *move* into the next one (see *Growth*), and the side's `current` pointer says where
 //! writers start. A table has one atomic *state word* per slot, the slot's cells (the key
-//! with its hash, and the value), and its *versions cell* (the value's version and
+//! and the value), and its *versions cell* (the value's version and
 //! `updates` count, which only `put_newer` writes: see [`Versions`]). A small table puts
 //! each slot's state, cells and versions in one cache line, so that a write touches one
 //! line; a large one keeps the states in one array, the cells in another and the versions
@@ -93,8 +93,8 @@
 //! and the replaced value is dropped by its writer at once. What it gives up is
 //! lock-freedom per key: a writer preempted while holding a slot delays the other writers
 //! of that one key, the migrator and the taker's seal of it. Nothing but this module's own
-//! code and the key's `Eq` runs under the bit (values are dropped after it is released), so
-//! the hold is short; writers of other keys, and writers racing a tick, never wait for it.
+//! code, the key's `Eq` and, in a migration, its hash runs under the bit (values are
+//! dropped after it is released), so the hold is short; writers of other keys, and writers racing a tick, never wait for it.
 //!
 //! `delete` takes the value out and leaves the slot keyed without a value; a later write of
 //! the key finds it there. Keys are never removed within a generation, so there is no
@@ -146,10 +146,11 @@
 //! within an owner write no other thread writes and the generation cannot end, so the slot
 //! stays empty and the table unlinked until then). Anything else goes down the general path,
 //! and so does growth, after the owner write has ended. The taker's wait is for one short
-//! write (no user code runs in it but `Eq`, and a panic there ends it), so writers still
-//! never wait for a tick, and a tick waits for at most one write per owned partition. An
-//! `Eq` that accesses its own store from inside an owner write would break that write's
-//! exclusivity, so the nested access panics (it sees the counter odd on its own thread).
+//! write (no user code runs in it but `Eq`, and the hash in the owner's migration; a panic
+//! there ends it), so writers still never wait for a tick, and a tick waits for at most
+//! one write per owned partition. An `Eq` or a hash that accesses its own store from inside
+//! an owner write would break that write's exclusivity, so the nested access panics (it
+//! sees the counter odd on its own thread).
 //! The owner starts its probe from its *view* of the side's current table (see [`View`])
 //! while the generation word is the one it took the view under.
 //!
@@ -162,16 +163,27 @@
 //! stores `next`, and sets `link` to `linked|stamp`. Writers that find the link locked wait
 //! for it; the allocation is all they wait for. The linker then *migrates* the table, slot
 //! by slot: an empty slot is moved with a CAS; a keyed slot is locked like a writer locks
-//! it (waiting while another thread holds it), its key is placed in the next table like a
-//! new key (by its stored hash, with no `Eq`: it cannot be there yet, since every writer
-//! of it would find it here first), its cells are copied there, the new slot is released
-//! keyed and then the old one as moved. Writers of keys not yet moved keep writing them in
+//! it (waiting while another thread holds it), its key is hashed again (the store's
+//! `hash_of`, the map's hasher) and placed in the next table like a new key (with no `Eq`:
+//! it cannot be there yet, since every writer of it would find it here first), its cells
+//! are copied there, the new slot is released keyed and then the old one as moved. Writers of keys not yet moved keep writing them in
 //! place meanwhile; writers of new keys go to the next table. When every slot has moved,
 //! the migrator marks the link `MOVED` and advances the side's `current` past every table
 //! so marked, so writers start at the newest table and a key costs one probe of one table
 //! however often the side grew. If the generation ends during a migration (the migrator
 //! finds a slot or the next table sealed), the migrator releases the slot it holds unchanged
 //! and stops: what has not moved is drained from where it is.
+//!
+//! **Why the hash is computed again, not stored:** a slot that kept its key's hash would be
+//! 8 bytes larger, 40 bytes for a `u64` key and value instead of 32, and a put into a large
+//! table reaches all of it (M3 on a drained map, 1 M new keys: 43.8–45.7 → 39.5–42.0 ns per
+//! put with the hash gone, a fresh map's 10% faster; PERFORMANCE.md, "A `put`'s slot
+//! without its hash"). The price is the user's `Hash` in migrations, as in any hash table
+//! that rehashes when it grows: a panic in it stops the migration where it is (the slot it
+//! held released unchanged, the keys not moved yet written and drained where they are, as
+//! after a migration that meets the end of its generation) and reaches the writer that grew
+//! the table; a hash that is not a function of the key is a logic error, as for any hash
+//! map (its key may then be found twice, or not at all, in a generation).
 //!
 //! The owner of an owned store migrates after its own insert without those locks: it moves
 //! the slots in runs of [`OWNER_RUN`], each run an owner write (see *Owner writes*), in
@@ -338,21 +350,15 @@ fn grows_past(len: usize) -> u64 {
     (len / 2 + len / 4) as u64
 }
 
-/// A key and the hash it was written with (kept so that a migration places the key in the
-/// next table without calling the user's `Hash`).
-struct Key<K> {
-    hash: u64,
-    key: K,
-}
-
 /// A value's version and `updates` count (an [`Entry`]'s two counters), kept out of the
 /// slot's cells: a `put`'s are 0 and stored nowhere, so only a value that `put_newer` wrote
 /// with a version (or a count) above 0 has them, in the slot's versions cell, and its state
 /// says `VERSIONED`. A `put` writes a key and a value and nothing else, and a table of
-/// `put`s never touches its versions cells: a put into a large table reaches 32 bytes of its
-/// slot (the state, the key with its hash, the value), not 48 (M3 on a drained map, 1 M new
-/// keys: 39.0–39.3 → 33.8–36.1 ns per put in a standalone loop; PERFORMANCE.md, "A `put`'s
-/// slot without its versions").
+/// `put`s never touches its versions cells. Taking them out of the slot took the part of it
+/// that a put into a large table reaches from 48 bytes to 32, the state, the key with its
+/// hash and the value (M3 on a drained map, 1 M new keys: 39.0–39.3 → 33.8–36.1 ns per put
+/// in a standalone loop; PERFORMANCE.md, "A `put`'s slot without its versions"); 24 since
+/// the hash is computed again instead of stored (see *Growth*).
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Versions {
     version: u64,
@@ -371,7 +377,7 @@ impl Versions {
 /// thread holding the slot, or by the taker once the slot is sealed.
 struct Cells<K, V> {
     /// Initialized iff `KEYED`.
-    key: UnsafeCell<MaybeUninit<Key<K>>>,
+    key: UnsafeCell<MaybeUninit<K>>,
     /// Initialized iff `VALUE`.
     value: UnsafeCell<MaybeUninit<V>>,
 }
@@ -391,7 +397,7 @@ struct Line<K, V> {
 /// A slot's cells and its versions cell, as the table lays them out: what a thread holding
 /// the slot reaches.
 struct Slot<'a, K, V> {
-    key: &'a UnsafeCell<MaybeUninit<Key<K>>>,
+    key: &'a UnsafeCell<MaybeUninit<K>>,
     value: &'a UnsafeCell<MaybeUninit<V>>,
     versions: &'a VersionsCell,
 }
@@ -879,7 +885,13 @@ pub struct Tables<K, V> {
     sides: [Side<K, V>; 2],
     /// Serializes takers: each generation is sealed and drained by exactly one of them.
     taker: Mutex<Taker<K, V>>,
+    /// A key's hash, as the caller of `write` computes it: a migration places each key it
+    /// moves by it (see *Growth*).
+    hash_of: HashOf<K>,
 }
+
+/// How a store hashes a key again: the map's hasher, as its writes hash it.
+pub type HashOf<K> = Box<dyn Fn(&K) -> u64 + Send + Sync>;
 
 // SAFETY: keys and values move between threads (written by a writer, moved out by the
 // taker, dropped by whoever replaces or deletes them), so `K: Send` and `V: Send` are
@@ -893,7 +905,8 @@ unsafe impl<K: Send, V: Send> Send for Tables<K, V> {}
 unsafe impl<K: Send, V: Send> Sync for Tables<K, V> {}
 
 /// A slot held by this thread; stores `restore` in its state word when dropped, so that a
-/// panic in user code (`Eq`, `Clone`, `admit`) while holding it releases it unchanged.
+/// panic in user code (`Eq`, `Clone`, `admit`, a migration's hash) while holding it
+/// releases it unchanged.
 struct Held<'a> {
     state: &'a AtomicU64,
     restore: u64,
@@ -1012,15 +1025,11 @@ enum Step<'a, K, V> {
     Restart,
 }
 
-impl<K: Eq, V> Default for Tables<K, V> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl<K: Eq, V> Tables<K, V> {
-    /// An empty store.
-    pub fn new() -> Self {
+    /// An empty store whose writers hash a key as `hash_of` does: every `hash` given to
+    /// [`Tables::write`] (and `get`, `delete`, `prefetch`) for a key is `hash_of(&key)`.
+    /// A migration calls it for every key it moves, holding the key's slot.
+    pub fn new(hash_of: HashOf<K>) -> Self {
         let side = |g: u64| {
             let table = Box::into_raw(Table::new(MIN_TABLE, stamp_of(g)));
             Side {
@@ -1046,6 +1055,7 @@ impl<K: Eq, V> Tables<K, V> {
                 retired: Vec::new(),
                 last_keys: 0,
             }),
+            hash_of,
         }
     }
 
@@ -1233,8 +1243,7 @@ impl<K: Eq, V> Tables<K, V> {
                     return Err((Refused::Full, key, value));
                 }
                 let keyed = (held.restore & !TAG_MASK) | (hash >> TAG_SHIFT) | KEYED | VALUE;
-                let key = Some(Key { hash, key });
-                self.insert(stripe, held, cells, table, key, value, version, keyed);
+                self.insert(stripe, held, cells, table, Some(key), value, version, keyed);
                 Ok(Written::Inserted)
             }
             Some(Found::Keyed {
@@ -1522,7 +1531,7 @@ impl<K: Eq, V> Tables<K, V> {
                     // touches the slot (see *Owner writes*); the cells of an empty slot are
                     // uninitialized, so nothing is overwritten without being dropped.
                     let versioned = unsafe {
-                        cells.key.with_mut(|cell| (*cell).write(Key { hash, key }));
+                        cells.key.with_mut(|cell| (*cell).write(key));
                         cells.write_value(
                             value,
                             Versions {
@@ -1587,11 +1596,7 @@ impl<K: Eq, V> Tables<K, V> {
             // other thread touches a slot's cells meanwhile: see *Owner writes*); the key
             // cell is initialized (`KEYED`). A panic in `eq` releases the slot unchanged
             // (`held`) and ends the owner write (`owner_write`).
-            let same = unsafe {
-                cells
-                    .key
-                    .with_mut(|cell| (*cell).assume_init_ref().key == key)
-            };
+            let same = unsafe { cells.key.with_mut(|cell| *(*cell).assume_init_ref() == key) };
             if !same {
                 drop(held);
                 index = index.wrapping_add(1);
@@ -1632,7 +1637,7 @@ impl<K: Eq, V> Tables<K, V> {
         held: Held<'_>,
         cells: Slot<'_, K, V>,
         table: &Table<K, V>,
-        key: Option<Key<K>>,
+        key: Option<K>,
         value: V,
         version: u64,
         state: u64,
@@ -1928,7 +1933,7 @@ impl<K: Eq, V> Tables<K, V> {
                 // SAFETY: (1) the slot is sealed, so no writer accesses its cells again, and
                 // the Acquire seal CAS made the last holder's writes visible; (2) `KEYED` says
                 // the key is initialized; it is read once: the side is reset before reuse.
-                let key = unsafe { cells.key.with_mut(|cell| (*cell).assume_init_read()) }.key;
+                let key = unsafe { cells.key.with_mut(|cell| (*cell).assume_init_read()) };
                 if state & VALUE != 0 {
                     // SAFETY: as for the key; `state` is the slot's, with `VALUE`.
                     let (value, versions) = unsafe { cells.take_value(state) };
@@ -2156,8 +2161,13 @@ impl<K: Eq, V> Tables<K, V> {
                 if current & KEYED != 0 {
                     let cells = from.cells_at(index);
                     // SAFETY: in an owner write no other thread touches the slot, and its key
-                    // cell is initialized (`KEYED`).
-                    let hash = unsafe { cells.key.with_mut(|cell| (*cell).assume_init_ref().hash) };
+                    // cell is initialized (`KEYED`). A panic in the hash ends the owner write
+                    // (`_write`) and leaves the slot, and the migration, where they are.
+                    let hash = unsafe {
+                        cells
+                            .key
+                            .with_mut(|cell| (self.hash_of)((*cell).assume_init_ref()))
+                    };
                     let Some(slot) = owned_empty_slot(into, stamp, hash) else {
                         return Some(index);
                     };
@@ -2246,8 +2256,12 @@ impl<K: Eq, V> Tables<K, V> {
                     restore: current,
                 };
                 // SAFETY: this thread holds the slot and its key cell is initialized
-                // (`KEYED`).
-                let hash = unsafe { cells.key.with_mut(|cell| (*cell).assume_init_ref().hash) };
+                // (`KEYED`). A panic in the hash releases the slot unchanged (`held`).
+                let hash = unsafe {
+                    cells
+                        .key
+                        .with_mut(|cell| (self.hash_of)((*cell).assume_init_ref()))
+                };
                 let Some((placed, into, landed)) = self.place(to, hash, stamp) else {
                     // The generation ended: `held` releases the slot unchanged.
                     return false;
@@ -2490,7 +2504,7 @@ where
         let same = unsafe {
             cells
                 .key
-                .with_mut(|cell| (*cell).assume_init_ref().key.borrow() == key)
+                .with_mut(|cell| (*cell).assume_init_ref().borrow() == key)
         };
         if same {
             return Step::Found(Found::Keyed {
@@ -2507,17 +2521,18 @@ where
     Step::NextTable
 }
 
-/// The owner accessed its store from inside one of its own owner writes: from the key's
-/// `Eq`, the only user code an owner write runs. Going on would break the write's
-/// exclusivity (a nested write ends the outer one's bracket early, a nested delete takes the
-/// value the outer write is about to replace), so the nested access panics instead; the
-/// panic unwinds through the `Eq` and ends the outer write, leaving the store as it was.
+/// The owner accessed its store from inside one of its own owner writes: from a key's
+/// `Eq` or, in the owner's migration, its hash, the only user code an owner write runs.
+/// Going on would break the write's exclusivity (a nested write ends the outer one's
+/// bracket early, a nested delete takes the value the outer write is about to replace), so
+/// the nested access panics instead; the panic unwinds through the user's code and ends the
+/// outer write, leaving the store as it was.
 #[cold]
 #[inline(never)]
 fn reentered() -> ! {
     panic!(
-        "tidefall: a key's `Eq` accessed the HashMap partition it was being compared in \
-         (keys must not touch their own map from `Eq`)"
+        "tidefall: a key's `Eq` or `Hash` accessed the HashMap partition it was being \
+         compared or moved in (keys must not touch their own map from `Eq` or `Hash`)"
     )
 }
 
@@ -2639,6 +2654,16 @@ mod tests {
         n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (n >> 7)
     }
 
+    /// A store whose keys hash as `put` hashes them: by their [`spread`].
+    fn store<V>() -> Tables<u64, V> {
+        Tables::new(Box::new(|&key: &u64| spread(key)))
+    }
+
+    /// A store whose keys all hash to `h`, as a `Hash` that returns one value does.
+    fn one_hash<K: Eq, V>(h: u64) -> Tables<K, V> {
+        Tables::new(Box::new(move |_: &K| h))
+    }
+
     fn put(t: &Tables<u64, u64>, key: u64, value: u64) -> Result<Written, (Refused, u64, u64)> {
         put_at(t, spread(key), key, value)
     }
@@ -2683,7 +2708,7 @@ mod tests {
 
     #[test]
     fn put_get_delete_take() {
-        let t = Tables::new();
+        let t = store();
         assert!(t.is_empty());
         assert_eq!(put(&t, 1, 10), Ok(Written::Inserted));
         assert_eq!(put(&t, 2, 20), Ok(Written::Inserted));
@@ -2709,7 +2734,7 @@ mod tests {
 
     #[test]
     fn put_newer_versions_and_updates() {
-        let t = Tables::new();
+        let t = store();
         assert_eq!(newer(&t, 1, 10, 5), Ok(Written::Inserted));
         assert_eq!(newer(&t, 1, 11, 5), Ok(Written::Ignored));
         assert_eq!(newer(&t, 1, 12, 4), Ok(Written::Ignored));
@@ -2742,7 +2767,7 @@ mod tests {
     #[test]
     fn versions_follow_their_values_through_growth_and_sharing() {
         let n: u64 = if cfg!(miri) { 40 } else { 3_000 };
-        let t = Tables::new();
+        let t = store();
         for round in 0..2 {
             // The owner's writes: every other key versioned, the rest plain; its inserts grow
             // the side from its smallest table, in owner migrations.
@@ -2801,9 +2826,65 @@ mod tests {
         }
     }
 
+    /// A hash that panics while a table grows (one that is not a function of its key, say)
+    /// stops that growth where it is: the write that grew the table sees the panic, the keys
+    /// not moved stay where they are, and every key is still found, replaced and drained
+    /// once; later growth, and the next generation, go on as usual. Both kinds of migration:
+    /// the owner's, and the locked one of a shared store.
+    #[test]
+    fn a_hash_that_panics_in_a_migration_loses_nothing() {
+        use std::sync::atomic::AtomicBool;
+        let n: u64 = if cfg!(miri) { 40 } else { 2_000 };
+        for shared in [false, true] {
+            let panics = Arc::new(AtomicBool::new(false));
+            let flag = Arc::clone(&panics);
+            let t: Tables<u64, u64> = Tables::new(Box::new(move |&key: &u64| {
+                if key == 0 && flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    panic!("the hash of key 0 panics");
+                }
+                spread(key)
+            }));
+            if shared {
+                std::thread::scope(|s| {
+                    s.spawn(|| assert_eq!(put(&t, n, n), Ok(Written::Inserted)));
+                });
+            }
+            assert_eq!(put(&t, 0, 0), Ok(Written::Inserted));
+            panics.store(true, std::sync::atomic::Ordering::Relaxed);
+            let mut panicked = 0;
+            for k in 1..n {
+                let write =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| put(&t, k, k)));
+                match write {
+                    Ok(written) => assert_eq!(written, Ok(Written::Inserted)),
+                    Err(_) => panicked += 1,
+                }
+            }
+            // The first growth met key 0 and stopped; the later ones never reach it.
+            assert_eq!(panicked, 1, "shared: {shared}");
+            panics.store(false, std::sync::atomic::Ordering::Relaxed);
+            let keys = n + u64::from(shared);
+            assert_eq!(t.len() as u64, keys);
+            assert_eq!(put(&t, 0, 100), Ok(Written::Replaced));
+            assert_eq!(t.get(me(), spread(0), &0), Some(100));
+            for round in 0..2 {
+                let out = drained(&t);
+                assert_eq!(out.len() as u64, keys, "shared: {shared}, round {round}");
+                for (i, e) in out.iter().enumerate() {
+                    let k = i as u64;
+                    let value = if k == 0 && round == 0 { 100 } else { k };
+                    assert_eq!((e.key, e.value), (k, value));
+                }
+                for k in 0..keys {
+                    assert_eq!(put(&t, k, k), Ok(Written::Inserted));
+                }
+            }
+        }
+    }
+
     #[test]
     fn admit_is_asked_only_for_room_and_can_refuse() {
-        let t = Tables::new();
+        let t = store();
         let asked = StdAtomicUsize::new(0);
         let refuse = || {
             asked.fetch_add(1, Ordering::Relaxed);
@@ -2850,7 +2931,7 @@ mod tests {
 
     #[test]
     fn close_for_good_refuses_later_writes() {
-        let t = Tables::new();
+        let t = store();
         assert_eq!(put(&t, 1, 10), Ok(Written::Inserted));
         assert_eq!(put(&t, 2, 20), Ok(Written::Inserted));
         assert!(t.delete(me(), spread(2), &2).is_some());
@@ -2872,8 +2953,8 @@ mod tests {
     /// a double drop or a leak).
     #[test]
     fn refused_writes_give_back_owned_keys_and_values() {
-        let t: Tables<String, String> = Tables::new();
         let h = spread(1);
+        let t: Tables<String, String> = one_hash(h);
         let owned = |s: &str| s.to_owned();
         let write = |key: &str, value: &str, admit: bool| {
             t.write(me(), h, owned(key), Write::Put(owned(value)), || admit)
@@ -2895,9 +2976,9 @@ mod tests {
 
     #[test]
     fn tag_collisions_compare_keys() {
-        let t = Tables::new();
         // Same index and tag: the keys are told apart by `Eq` only.
         let h = hash(1, 7);
+        let t = one_hash(h);
         for k in 0..3 {
             assert_eq!(put_at(&t, h, k, k), Ok(Written::Inserted));
         }
@@ -2915,7 +2996,14 @@ mod tests {
     #[test]
     fn grows_from_tiny_tables_without_loss() {
         let n: u64 = if cfg!(miri) { 60 } else { 5_000 };
-        let t = Tables::new();
+        // Keys `n..n + 8` on index 0, with tags 0 to 7; the others by their spread.
+        let t = Tables::new(Box::new(move |&key: &u64| {
+            if key >= n {
+                hash(0, key - n)
+            } else {
+                spread(key)
+            }
+        }));
         for round in 0..3 {
             for k in 0..n {
                 assert_eq!(put(&t, k, k + round), Ok(Written::Inserted));
@@ -2984,7 +3072,7 @@ mod tests {
     #[test]
     fn growth_moves_every_key_into_the_newest_table() {
         let n: u64 = if cfg!(miri) { 50 } else { 100_000 };
-        let t = Tables::new();
+        let t = store();
         for k in 0..n {
             assert_eq!(put(&t, k, k), Ok(Written::Inserted));
         }
@@ -3018,8 +3106,8 @@ mod tests {
     #[test]
     fn small_tables_are_laid_out_in_lines() {
         let n = 2 * LINES_UP_TO as u64;
-        let t = Tables::new();
-        let wide: Tables<u64, [u64; 8]> = Tables::new();
+        let t = store();
+        let wide: Tables<u64, [u64; 8]> = store();
         assert!(!t.is_large());
         for k in 0..n {
             // A hint only: the write finds what it would without it.
@@ -3069,8 +3157,8 @@ mod tests {
 
     #[test]
     fn probes_from_the_largest_hash_wrap_around() {
-        let t = Tables::new();
         let h = u64::MAX;
+        let t = one_hash(h);
         for k in 0..20 {
             assert_eq!(put_at(&t, h, k, k), Ok(Written::Inserted));
         }
@@ -3091,8 +3179,8 @@ mod tests {
         // A `Hash` that returns one value for every key: each probe walks the whole run of
         // keys, but a table is always found with room, and growth stops at 3/4 full.
         let n: u64 = if cfg!(miri) { 12 } else { 300 };
-        let t = Tables::new();
         let h = hash(5, 5);
+        let t = one_hash(h);
         for k in 0..n {
             assert_eq!(put_at(&t, h, k, k), Ok(Written::Inserted));
         }
@@ -3114,7 +3202,7 @@ mod tests {
         let fresh: u64 = if cfg!(miri) { 40 } else { 50_000 };
         let hot: u64 = if cfg!(miri) { 4 } else { 100 };
         let rounds: u64 = if cfg!(miri) { 5 } else { 300 };
-        let t = Tables::new();
+        let t = store();
         for k in 0..hot {
             assert_eq!(newer(&t, k, 0, 0), Ok(Written::Inserted));
         }
@@ -3147,7 +3235,7 @@ mod tests {
     #[test]
     fn sides_adapt_to_the_key_count() {
         let n: u64 = if cfg!(miri) { 40 } else { 2_000 };
-        let t = Tables::new();
+        let t = store();
         for k in 0..n {
             put(&t, k, k).unwrap();
         }
@@ -3168,7 +3256,7 @@ mod tests {
     #[test]
     fn two_writers_and_a_taker_lose_nothing() {
         let n: u64 = if cfg!(miri) { 30 } else { 20_000 };
-        let t = Tables::new();
+        let t = store();
         let mut out = Vec::new();
         std::thread::scope(|s| {
             for w in 0..2 {
@@ -3202,7 +3290,7 @@ mod tests {
         let rounds = if cfg!(miri) { 2 } else { 400 };
         let (room, per_writer) = if cfg!(miri) { (20, 20) } else { (1_000, 1_000) };
         for _ in 0..rounds {
-            let t = Tables::new();
+            let t = store();
             let admitted = StdAtomicUsize::new(0);
             let start = std::sync::Barrier::new(4);
             std::thread::scope(|s| {
@@ -3231,7 +3319,7 @@ mod tests {
 
     #[test]
     fn the_first_writer_owns_the_store_until_a_second_one_shares_it() {
-        let t = Tables::<u64, u64>::new();
+        let t = store::<u64>();
         assert_eq!(t.access(7), Access::Owner);
         assert_eq!(t.access(7), Access::Owner);
         // A read by another thread shares the store too: it locks the slots it reads.
@@ -3252,7 +3340,7 @@ mod tests {
     fn owner_writes_racing_ticks_and_a_late_sharer_lose_nothing() {
         let keys: u64 = if cfg!(miri) { 4 } else { 64 };
         let rounds: u64 = if cfg!(miri) { 6 } else { 4_000 };
-        let t = Tables::new();
+        let t = store();
         let done = std::sync::atomic::AtomicBool::new(false);
         let halfway = std::sync::Barrier::new(2);
         let mut drains = Vec::new();
@@ -3314,7 +3402,7 @@ mod tests {
     fn racing_writers_of_shared_keys_coalesce() {
         let keys: u64 = if cfg!(miri) { 6 } else { 200 };
         let rounds: u64 = if cfg!(miri) { 3 } else { 200 };
-        let t = Tables::new();
+        let t = store();
         let inserted = StdAtomicUsize::new(0);
         std::thread::scope(|s| {
             for w in 0..2 {
@@ -3360,7 +3448,7 @@ mod tests {
             }
         }
         let writes = if cfg!(miri) { 50 } else { 10_000 };
-        let t = Tables::<u64, Counted>::new();
+        let t = store::<Counted>();
         for i in 0..writes {
             let key = i % 5;
             t.write(me(), spread(key), key, Write::Put(Counted::new()), || true)
@@ -3397,8 +3485,8 @@ mod tests {
     #[test]
     fn keys_are_dropped_once() {
         let key = Arc::new(());
-        let t = Tables::<Arc<()>, u32>::new();
         let h = spread(1);
+        let t = one_hash::<Arc<()>, u32>(h);
         t.write(me(), h, Arc::clone(&key), Write::Put(1), || true)
             .unwrap();
         t.write(me(), h, Arc::clone(&key), Write::Put(2), || true)
