@@ -27,11 +27,11 @@
 //!   of the drained insert, as in `put_hot_1thread`: `floor_slots_drained` and
 //!   `floor_std_unlocked_drained`; and the same two with two tables written in turn, as
 //!   tidefall's two sides are, `floor_slots_two_tables_drained` and
-//!   `floor_std_two_tables_drained`, with `floor_entry_slots_two_tables_drained` beside them
-//!   (a slot of an `Entry`'s four words and a state word) and
-//!   `floor_kv_slots_two_tables_drained` (a key, a value and a state word). So are three
-//!   floors of a fresh map's growth, `floor_slots_fresh`, `floor_entry_slots_fresh` and
-//!   `floor_kv_slots_fresh` ([`PlainSlots::growing`]).
+//!   `floor_std_two_tables_drained`, with `floor_hashed_slots_two_tables_drained` beside them
+//!   (tidefall's slot with the key's hash stored in it, as it was before `6c37d73`) and
+//!   `floor_entry_slots_two_tables_drained` (a slot of an `Entry`'s four words and a state
+//!   word). So are three floors of a fresh map's growth, `floor_slots_fresh`,
+//!   `floor_hashed_slots_fresh` and `floor_entry_slots_fresh` ([`PlainSlots::growing`]).
 //! * `put_distinct_2threads`: two threads insert `DISTINCT / 2` new keys each (interleaved)
 //!   into a fresh map.
 //! * `put_hot_1thread_interleaved` and `put_hot_2threads_interleaved`: the peers of the two
@@ -294,7 +294,7 @@ fn put_hot_1thread(c: &mut Criterion) {
         timed
     });
 
-    let mut slots = PlainSlots::<3>::sized(HOT_KEYS);
+    let mut slots = PlainSlots::<2>::sized(HOT_KEYS);
     bench_chunks(g, GROUP_HOT_1, "floor_slots", HOT_PUTS, || {
         let timed = one_writer(HOT_PUTS, |i| slots.put(hot(i), i));
         slots.clear();
@@ -305,11 +305,12 @@ fn put_hot_1thread(c: &mut Criterion) {
 
 /// The floors of tidefall's table: its slot layout with none of its protocol. One thread's
 /// open-addressing table, each slot an 8-byte state word (a flag and the hash's top 16 bits)
-/// in one array and `CELLS` words of cells in another: with 3, the key, the value and the
-/// hash, as tidefall's slot of a `put` (32 bytes a slot; its versions cell, apart, is
-/// written only by `put_newer`); with 4, an [`Entry`]'s four words (the key, the value, the
-/// version and the `updates` count) and no hash (40 bytes a slot); with 2, the key and the
-/// value alone (24 bytes a slot: the least a slot of this design holds). Linear probing, as
+/// in one array and `CELLS` words of cells in another: with 2, the key and the value, as
+/// tidefall's slot of a `put` (24 bytes a slot: the least a slot of this design holds; its
+/// versions cell, apart, is written only by `put_newer`, and a key's hash is computed again
+/// when its table grows); with 3, the key, the value and the hash (32 bytes a slot, as
+/// tidefall's before `6c37d73`); with 4, an [`Entry`]'s four words (the key, the value, the
+/// version and the `updates` count) and no hash (40 bytes a slot). Linear probing, as
 /// `tidefall::raw::table`; plain loads and stores: no generation word, no owner check, no
 /// partition routing, and the table in a local, not behind the map's pointers. Arrays of 4
 /// MiB or more are advised as wanting huge pages, as tidefall's tables are.
@@ -602,9 +603,9 @@ fn put_distinct_1thread(c: &mut Criterion) {
     map.stop().unwrap();
 
     // The growth floors, each a fresh table per chunk, as `tidefall` above.
-    slots_fresh::<3>(g, "floor_slots_fresh");
+    slots_fresh::<2>(g, "floor_slots_fresh");
+    slots_fresh::<3>(g, "floor_hashed_slots_fresh");
     slots_fresh::<4>(g, "floor_entry_slots_fresh");
-    slots_fresh::<2>(g, "floor_kv_slots_fresh");
 
     bench_chunks(g, GROUP_DISTINCT_1, "mutex_std_extend", DISTINCT, || {
         let map = std_map();
@@ -635,10 +636,10 @@ fn put_distinct_1thread(c: &mut Criterion) {
     drop(map);
 
     // The drained floors: no concurrency at all, into a table kept from the chunk before.
-    // tidefall's slot layout with none of its protocol (32 bytes a slot), and hashbrown's
+    // tidefall's slot layout with none of its protocol (24 bytes a slot), and hashbrown's
     // (a control byte and a 16-byte bucket): what the slot's size costs, apart from the
     // protocol (PERFORMANCE.md, "M3 against its floor").
-    let mut slots = PlainSlots::<3>::sized(DISTINCT);
+    let mut slots = PlainSlots::<2>::sized(DISTINCT);
     bench_chunks(g, GROUP_DISTINCT_1, "floor_slots_drained", DISTINCT, || {
         let timed = one_writer(DISTINCT, |i| slots.put(i, i));
         slots.clear();
@@ -665,11 +666,11 @@ fn put_distinct_1thread(c: &mut Criterion) {
     // and after each chunk (untimed) the table just written is drained, its values read and
     // its slots emptied, while the other one waits for the next chunk. What a second table
     // costs each layout, apart from any protocol (PERFORMANCE.md, "M3 against the floors of
-    // its design"); an `Entry`'s four words and a state word, besides, and a key, a value
-    // and a state word.
-    slots_two_tables_drained::<3>(g, "floor_slots_two_tables_drained");
+    // its design"); tidefall's slot with its key's hash stored in it, besides, and an
+    // `Entry`'s four words and a state word.
+    slots_two_tables_drained::<2>(g, "floor_slots_two_tables_drained");
+    slots_two_tables_drained::<3>(g, "floor_hashed_slots_two_tables_drained");
     slots_two_tables_drained::<4>(g, "floor_entry_slots_two_tables_drained");
-    slots_two_tables_drained::<2>(g, "floor_kv_slots_two_tables_drained");
     let mut sides = [(); 2].map(|()| StdMap::with_hasher(DefaultHashBuilder::default()));
     let mut turn = 0;
     bench_chunks(
