@@ -39,7 +39,7 @@
 //! against those medians.
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -303,21 +303,28 @@ fn push_1thread(c: &mut Criterion) {
     print_ratios(GROUP_1THREAD);
 }
 
-/// Runs `run` with two producer threads that live as long as it does, each pinned to a CPU
-/// of its own (`benches/common/pin.rs`). Each one makes its own state with `state`, then, for every call of the chunk function `run` is given: calls
-/// `reset` on its state (untimed), pushes items `0..PER_THREAD` with `push` (timed), and
-/// waits for the next chunk. The chunk function releases both threads through a barrier and
-/// returns the span from the first thread's start to the last one's end, timestamps taken
-/// inside the threads.
+/// Runs `run` with `N` producer threads (one or two) that live as long as it does, each
+/// pinned to a CPU of its own (`benches/common/pin.rs`). Each one makes its own state with
+/// `state`, then, for every call of the chunk function `run` is given: calls `reset` on its
+/// state (untimed), pushes items `0..PER_THREAD` with `push` (timed), and waits for the next
+/// chunk. The chunk function releases the threads through a barrier and returns the span
+/// from the first thread's start to the last one's end, timestamps taken inside the threads.
+/// Q2's one-thread baselines run on one such thread, so that both sides of the scaling
+/// ratio start the same way: a pinned thread woken by the barrier.
 ///
 /// Why persistent threads: a tidefall partition's first writer owns it for the store's life,
 /// and a second writer makes it shared for good; fresh threads every chunk would turn every
 /// partition shared after the first chunk, which is not how long-lived producers use it.
-/// What the span includes beyond the pushes is the barrier's wake-up skew (microseconds)
-/// against `2 * PER_THREAD` pushes (milliseconds). The threads take their thread numbers at
+/// The barrier wakes two threads one after the other (a futex wake each): alone, it left
+/// their starts 20–22 µs apart on the 2-vCPU guest of PERFORMANCE.md, 5–7% of a tidefall
+/// chunk, which the span counted as if a producer were slow ("Q2's start", PERFORMANCE.md).
+/// So after the barrier the first thread spins until the others are awake and spinning
+/// too, then releases them, and all take their start timestamps within a cache line's
+/// transfer of each other (about 1 µs apart in the same standalone loop). The spin is
+/// untimed. The threads take their thread numbers at
 /// their first push, consecutively, so with two partitions they land on different ones
 /// (checked once in `push_2threads`).
-fn with_two_producers<S, R>(
+fn with_producers<const N: usize, S, R>(
     state: impl Fn() -> S + Sync,
     reset: impl Fn(&mut S) + Sync,
     push: impl Fn(&mut S, u64) + Sync,
@@ -335,23 +342,43 @@ fn with_two_producers<S, R>(
         }
     }
 
-    let go = Barrier::new(3);
-    let done = Barrier::new(3);
+    const { assert!(N == 1 || N == 2, "one or two producers: one per vCPU") };
+    let go = Barrier::new(N + 1);
+    let done = Barrier::new(N + 1);
     let stop = AtomicBool::new(false);
-    let spans: [Mutex<Option<(Instant, Instant)>>; 2] = Default::default();
+    // How many chunks the other threads have been awake for, all told, and the last chunk
+    // the first thread released.
+    let (ready, started) = (AtomicU64::new(0), AtomicU64::new(0));
+    let spans: [Mutex<Option<(Instant, Instant)>>; N] = std::array::from_fn(|_| Mutex::new(None));
     thread::scope(|s| {
         for (writer, span) in spans.iter().enumerate() {
             let (go, done, stop) = (&go, &done, &stop);
+            let (ready, started) = (&ready, &started);
             let (state, reset, push) = (&state, &reset, &push);
             s.spawn(move || {
                 pin::writer_to_own_cpu(writer);
                 let mut mine = state();
+                let mut chunk = 0;
                 loop {
                     reset(&mut mine);
                     go.wait();
                     // Relaxed: the barrier orders it.
                     if stop.load(Ordering::Relaxed) {
                         return;
+                    }
+                    chunk += 1;
+                    // Relaxed (all four): the two words only time the start; the barriers
+                    // order everything else.
+                    if writer == 0 {
+                        while ready.load(Ordering::Relaxed) < chunk * (N as u64 - 1) {
+                            std::hint::spin_loop();
+                        }
+                        started.store(chunk, Ordering::Relaxed);
+                    } else {
+                        ready.fetch_add(1, Ordering::Relaxed);
+                        while started.load(Ordering::Relaxed) < chunk {
+                            std::hint::spin_loop();
+                        }
                     }
                     let start = Instant::now();
                     for i in 0..PER_THREAD {
@@ -369,20 +396,44 @@ fn with_two_producers<S, R>(
         run(&mut || {
             go.wait();
             done.wait();
-            let [a, b] = spans
+            let ran = spans
                 .each_ref()
                 .map(|span| span.lock().unwrap().take().expect("the producer ran"));
-            a.1.max(b.1) - a.0.min(b.0)
+            let first = ran.iter().map(|&(start, _)| start).min();
+            let last = ran.iter().map(|&(_, end)| end).max();
+            last.zip(first)
+                .map_or(Duration::ZERO, |(last, first)| last - first)
         })
     })
 }
 
-/// [`with_two_producers`] for a structure both threads push into.
+/// [`with_producers`] for a structure both threads push into.
 fn with_two_pushing<R>(
     push: impl Fn(u64) + Sync,
     run: impl FnOnce(&mut dyn FnMut() -> Duration) -> R,
 ) -> R {
-    with_two_producers(|| (), |_| {}, |_, i| push(i), run)
+    with_producers::<2, _, _>(|| (), |_| {}, |_, i| push(i), run)
+}
+
+/// Q2's scaling baseline: one producer thread, as [`with_producers`] runs it, pushing one
+/// producer's share into `queue`, which is flushed after each chunk (untimed).
+fn with_one_producer<R>(
+    queue: &Queue<u64>,
+    run: impl FnOnce(&mut dyn FnMut() -> Duration) -> R,
+) -> R {
+    with_producers::<1, _, _>(
+        || (),
+        |_| {},
+        |_, i| queue.push(i).unwrap(),
+        |chunk| {
+            run(&mut || {
+                let timed = chunk();
+                queue.flush().unwrap();
+                settle::after_flush();
+                timed
+            })
+        },
+    )
 }
 
 /// Benchmarks two producers pushing with `push` into a structure `drain` empties between
@@ -417,29 +468,24 @@ fn push_2threads(c: &mut Criterion) {
     // compared with this, not with Q1.
     group.throughput(Throughput::Elements(PER_THREAD));
     let (queue, _) = tidefall_queue(1);
-    bench_chunks(
-        &mut group,
-        GROUP_2THREADS,
-        "tidefall_1thread",
-        PER_THREAD,
-        || one_producers_share(&queue),
-    );
+    with_one_producer(&queue, |chunk| {
+        bench_chunks(
+            &mut group,
+            GROUP_2THREADS,
+            "tidefall_1thread",
+            PER_THREAD,
+            chunk,
+        );
+    });
     queue.stop().unwrap();
     // The floor's own scaling baseline: one thread pushing one producer's share into a `Vec`
     // (cleared between chunks, its capacity kept), against `vec_per_thread` below.
-    let mut vec = Vec::new();
-    bench_chunks(
-        &mut group,
-        GROUP_2THREADS,
-        "vec_1thread",
-        PER_THREAD,
-        || {
-            let timed = pushes(PER_THREAD, |i| vec.push(i));
-            vec.clear();
-            timed
-        },
+    with_producers::<1, _, _>(
+        Vec::new,
+        Vec::clear,
+        |vec, i| vec.push(i),
+        |chunk| bench_chunks(&mut group, GROUP_2THREADS, "vec_1thread", PER_THREAD, chunk),
     );
-    drop(vec);
     group.throughput(Throughput::Elements(2 * PER_THREAD));
 
     for partitions in [2, 1] {
@@ -513,7 +559,7 @@ fn push_2threads(c: &mut Criterion) {
         || vec.lock().unwrap().clear(),
     );
 
-    with_two_producers(
+    with_producers::<2, _, _>(
         Vec::new,
         Vec::clear,
         |vec, i| vec.push(i),
@@ -766,15 +812,6 @@ fn pushes(items: u64, mut push: impl FnMut(u64)) -> Duration {
     start.elapsed()
 }
 
-/// Q2's scaling baseline: one thread pushes one producer's share (`PER_THREAD`) into
-/// `queue`, timed, then flushes it and settles, untimed.
-fn one_producers_share(queue: &Queue<u64>) -> Duration {
-    let timed = pushes(PER_THREAD, |i| queue.push(i).unwrap());
-    queue.flush().unwrap();
-    settle::after_flush();
-    timed
-}
-
 /// Q1 in interleaved rounds (see `benches/common/interleaved.rs`): tidefall and the peers,
 /// and `Vec::push` as the floor, a few chunks each per round.
 fn push_1thread_interleaved(c: &mut Criterion) {
@@ -858,28 +895,28 @@ fn push_2threads_interleaved(c: &mut Criterion) {
                     with_two_pushing(
                         |i| vec.lock().push(i),
                         |vec_chunk| {
-                            let contestants = vec![
-                                Contestant::new("tidefall_2p", 2 * PER_THREAD, || {
-                                    let timed = two_chunk();
-                                    two.flush().unwrap();
-                                    settle::after_flush_of_two();
-                                    timed
-                                }),
-                                Contestant::new("tidefall_1thread", PER_THREAD, || {
-                                    one_producers_share(&one)
-                                }),
-                                Contestant::new("segqueue", 2 * PER_THREAD, || {
-                                    let timed = seg_chunk();
-                                    drain_segqueue(&seg);
-                                    timed
-                                }),
-                                Contestant::new("parking_lot_vec", 2 * PER_THREAD, || {
-                                    let timed = vec_chunk();
-                                    vec.lock().clear();
-                                    timed
-                                }),
-                            ];
-                            interleaved(c, "push_2threads_interleaved", "item", contestants);
+                            with_one_producer(&one, |one_chunk| {
+                                let contestants = vec![
+                                    Contestant::new("tidefall_2p", 2 * PER_THREAD, || {
+                                        let timed = two_chunk();
+                                        two.flush().unwrap();
+                                        settle::after_flush_of_two();
+                                        timed
+                                    }),
+                                    Contestant::new("tidefall_1thread", PER_THREAD, one_chunk),
+                                    Contestant::new("segqueue", 2 * PER_THREAD, || {
+                                        let timed = seg_chunk();
+                                        drain_segqueue(&seg);
+                                        timed
+                                    }),
+                                    Contestant::new("parking_lot_vec", 2 * PER_THREAD, || {
+                                        let timed = vec_chunk();
+                                        vec.lock().clear();
+                                        timed
+                                    }),
+                                ];
+                                interleaved(c, "push_2threads_interleaved", "item", contestants);
+                            })
                         },
                     );
                 },
