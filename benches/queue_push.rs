@@ -19,10 +19,10 @@
 //! * `push_2threads` (Q2): two producer threads push `PER_THREAD` items each, concurrently;
 //!   tidefall with `partitions(2)` (each thread owns its partition) and `partitions(1)` (both
 //!   threads contend on one shared partition). `tidefall_1thread` is the scaling baseline:
-//!   one thread pushing `PER_THREAD` items per chunk, the same chunk as each producer's;
-//!   `vec_1thread` is the floor's, one thread pushing as many into a `Vec`, beside
-//!   `vec_per_thread` (a `Vec` per producer), so that the run shows how far two plain
-//!   `Vec`s scale on the machine.
+//!   one producer thread pushing `PER_THREAD` items per chunk, the same chunk as each
+//!   producer's, pinned and started as they are ([`with_producers`]); `vec_1thread` is the
+//!   floor's, one producer pushing as many into a `Vec`, beside `vec_per_thread` (a `Vec` per
+//!   producer), so that the run shows how far two plain `Vec`s scale on the machine.
 //! * `push_many_10` (Q3): tidefall's `push_many` of 10 items against each peer's best batch
 //!   insert: `extend` under one lock (the mutexes) or bare (the Vec); for the channels both
 //!   ten `send`s of an item (`*_loop`) and one `send` of a `Vec` of ten (`*_vec`, the receiver
