@@ -535,7 +535,7 @@ impl<K, V> Slot<'_, K, V> {
     /// The caller has the slot to itself (its lock, an owner write, or the seal) and
     /// `state` is the slot's state.
     #[inline(always)]
-    unsafe fn versions(self, state: u64) -> Versions {
+    unsafe fn stored_versions(self, state: u64) -> Versions {
         if state & VERSIONED == 0 {
             return Versions::NONE;
         }
@@ -548,14 +548,14 @@ impl<K, V> Slot<'_, K, V> {
     ///
     /// # Safety
     ///
-    /// As for [`Slot::versions`], and `state` has `VALUE`.
+    /// As for [`Slot::stored_versions`], and `state` has `VALUE`.
     #[inline(always)]
     unsafe fn take_value(self, state: u64) -> (V, Versions) {
         // SAFETY: the contract: the value cell is initialized (`VALUE`), and read once (the
         // slot's next state says it is not).
         unsafe {
             let value = self.value.with_mut(|cell| (*cell).assume_init_read());
-            (value, self.versions(state))
+            (value, self.stored_versions(state))
         }
     }
 
@@ -581,7 +581,7 @@ impl<K, V> Slot<'_, K, V> {
         // (`VALUE`) and the versions cell as `state` says.
         unsafe {
             let versions = if newer {
-                let stored = self.versions(state);
+                let stored = self.stored_versions(state);
                 if version <= stored.version {
                     return Err(value);
                 }
