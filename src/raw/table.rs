@@ -94,7 +94,8 @@
 //! lock-freedom per key: a writer preempted while holding a slot delays the other writers
 //! of that one key, the migrator and the taker's seal of it. Nothing but this module's own
 //! code, the key's `Eq` and, in a migration, its hash runs under the bit (values are
-//! dropped after it is released), so the hold is short; writers of other keys, and writers racing a tick, never wait for it.
+//! dropped after it is released), so the hold is short; writers of other keys, and writers
+//! racing a tick, never wait for it.
 //!
 //! `delete` takes the value out and leaves the slot keyed without a value; a later write of
 //! the key finds it there. Keys are never removed within a generation, so there is no
@@ -166,8 +167,8 @@
 //! it (waiting while another thread holds it), its key is hashed again (the store's
 //! `hash_of`, the map's hasher) and placed in the next table like a new key (with no `Eq`:
 //! it cannot be there yet, since every writer of it would find it here first), its cells
-//! are copied there, the new slot is released keyed and then the old one as moved. Writers of keys not yet moved keep writing them in
-//! place meanwhile; writers of new keys go to the next table. When every slot has moved,
+//! are copied there, the new slot is released keyed and then the old one as moved. Writers
+//! of keys not yet moved keep writing them in place meanwhile; writers of new keys go to the next table. When every slot has moved,
 //! the migrator marks the link `MOVED` and advances the side's `current` past every table
 //! so marked, so writers start at the newest table and a key costs one probe of one table
 //! however often the side grew. If the generation ends during a migration (the migrator
@@ -175,9 +176,9 @@
 //! and stops: what has not moved is drained from where it is.
 //!
 //! **Why the hash is computed again, not stored:** a slot that kept its key's hash would be
-//! 8 bytes larger, 40 bytes for a `u64` key and value instead of 32, and a put into a large
-//! table reaches all of it (M3 on a drained map, 1 M new keys: 43.8–45.7 → 39.5–42.0 ns per
-//! put with the hash gone, a fresh map's 10% faster; PERFORMANCE.md, "A `put`'s slot
+//! 8 bytes larger, 32 bytes for a `u64` key and value (with the state word) instead of 24,
+//! and a put into a large table reaches all of it (M3 on a drained map, 1 M new keys:
+//! 42.0–45.7 → 39.5–42.0 ns per put with the hash gone, a fresh map's 7–12% faster; PERFORMANCE.md, "A `put`'s slot
 //! without its hash"). The price is the user's `Hash` in migrations, as in any hash table
 //! that rehashes when it grows: a panic in it stops the migration where it is (the slot it
 //! held released unchanged, the keys not moved yet written and drained where they are, as
@@ -507,25 +508,40 @@ impl<K, V> Slot<'_, K, V> {
         }
     }
 
-    /// Gives the slot `value`, with `versions` in its versions cell unless they are a
-    /// `put`'s; returns the `VERSIONED` bit its state then carries.
+    /// Stores `versions` in the slot's versions cell unless they are a `put`'s; returns the
+    /// `VERSIONED` bit the slot's state then carries.
+    ///
+    /// # Safety
+    ///
+    /// The caller has the slot to itself (claimed or locked, or an owner write).
+    #[inline(always)]
+    unsafe fn set_versions(self, versions: Versions) -> u64 {
+        if versions == Versions::NONE {
+            return 0;
+        }
+        // SAFETY: the contract: nobody else touches the cell, which holds plain words.
+        unsafe { self.versions.with_mut(|cell| (*cell).write(versions)) };
+        VERSIONED
+    }
+
+    /// Gives the slot `value`, its first in the generation, at `version` (its `updates`
+    /// count 0); returns the `VERSIONED` bit its state then carries.
     ///
     /// # Safety
     ///
     /// The caller has the slot to itself (claimed or locked, or an owner write) and its
     /// value cell is uninitialized (no `VALUE`).
     #[inline(always)]
-    unsafe fn write_value(self, value: V, versions: Versions) -> u64 {
+    unsafe fn write_value(self, value: V, version: u64) -> u64 {
         // SAFETY: the contract: nobody else touches the cells, and the value cell holds
-        // nothing to drop; the versions cell holds plain words.
+        // nothing to drop.
         unsafe {
             self.value.with_mut(|cell| (*cell).write(value));
-            if versions == Versions::NONE {
-                return 0;
-            }
-            self.versions.with_mut(|cell| (*cell).write(versions));
+            self.set_versions(Versions {
+                version,
+                updates: 0,
+            })
         }
-        VERSIONED
     }
 
     /// The slot's versions, as its unlocked `state` says where they are.
@@ -595,13 +611,7 @@ impl<K, V> Slot<'_, K, V> {
             let old = self
                 .value
                 .with_mut(|cell| core::mem::replace((*cell).assume_init_mut(), value));
-            let to = if versions == Versions::NONE {
-                state & !VERSIONED
-            } else {
-                self.versions.with_mut(|cell| (*cell).write(versions));
-                state | VERSIONED
-            };
-            Ok((old, to))
+            Ok((old, (state & !VERSIONED) | self.set_versions(versions)))
         }
     }
 }
@@ -1532,13 +1542,7 @@ impl<K: Eq, V> Tables<K, V> {
                     // uninitialized, so nothing is overwritten without being dropped.
                     let versioned = unsafe {
                         cells.key.with_mut(|cell| (*cell).write(key));
-                        cells.write_value(
-                            value,
-                            Versions {
-                                version,
-                                updates: 0,
-                            },
-                        )
+                        cells.write_value(value, version)
                     };
                     // Plain: the owner alone changes the count while it owns the store (a
                     // sharer's later changes are ordered after its owner writes). On the
@@ -1654,13 +1658,7 @@ impl<K: Eq, V> Tables<K, V> {
             if let Some(key) = key {
                 cells.key.with_mut(|cell| (*cell).write(key));
             }
-            cells.write_value(
-                value,
-                Versions {
-                    version,
-                    updates: 0,
-                },
-            )
+            cells.write_value(value, version)
         };
         held.release(state | versioned);
         if table.live.past(live, grows_past(table.len())) {
